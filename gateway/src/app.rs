@@ -1,0 +1,258 @@
+//! One replica's life: bind the listeners, start Socket.IO (waiting for Redis in cluster mode),
+//! serve, and on shutdown drain within the grace period.
+//!
+//! [`Application::bind`] binds both listeners first (port 0 in tests) so probes answer while
+//! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::Request,
+    http::{Method, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use fred::interfaces::ClientLike;
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tower::ServiceExt;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::{
+    auth::{handshake::Gatekeeper, jwt::TokenVerifier},
+    config::ServeSettings,
+    health::Health,
+    internal::{self, InternalState},
+    realtime::{
+        Io, Layer,
+        sessions::{SessionEvents, auth_events_channel},
+    },
+    store::{postgres::PgStore, redis::RedisClients},
+};
+
+/// Messages buffered per adapter channel before fred's driver drops one: bursts of cluster
+/// emits must not be lost silently (the default is 1024).
+const ADAPTER_STREAM_BUFFER: usize = 16 * 1024;
+
+pub struct Application {
+    settings: ServeSettings,
+    public: TcpListener,
+    internal: TcpListener,
+}
+
+impl Application {
+    /// Binds both listeners; nothing else is started.
+    pub async fn bind(settings: ServeSettings) -> anyhow::Result<Self> {
+        let public = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("cannot bind BIND_ADDR {}", settings.bind_addr))?;
+        let internal = TcpListener::bind(settings.internal_bind_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind INTERNAL_BIND_ADDR {}",
+                    settings.internal_bind_addr
+                )
+            })?;
+        Ok(Self {
+            settings,
+            public,
+            internal,
+        })
+    }
+
+    pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    pub fn internal_addr(&self) -> std::io::Result<SocketAddr> {
+        self.internal.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: not ready, stop accepting, disconnect every
+    /// socket (clients reconnect elsewhere), and return within `SHUTDOWN_GRACE_MS`.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            public,
+            internal,
+        } = self;
+        let node = settings.node_id.clone();
+        tracing::info!(
+            node = %node,
+            public = %public.local_addr()?,
+            internal = %internal.local_addr()?,
+            cluster = settings.redis.is_some(),
+            "listeners bound"
+        );
+
+        let store = PgStore::new(&settings.database).context("cannot set up the database pool")?;
+        let health = Arc::new(Health::new(store.clone()));
+        let gate = Arc::new(Gatekeeper::new(TokenVerifier::new(&settings.jwt), store));
+        let sessions = Arc::new(OnceLock::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let internal_server = serve(
+            internal,
+            internal::router(InternalState {
+                token: settings.internal_api_token.clone(),
+                health: health.clone(),
+                sessions: sessions.clone(),
+                cluster: settings.redis.is_some(),
+            }),
+            stop_rx.clone(),
+        );
+        let socket_app = Arc::new(OnceLock::<Router>::new());
+        let public_server = serve(
+            public,
+            public_router(health.clone(), socket_app.clone()),
+            stop_rx,
+        );
+
+        tokio::pin!(shutdown);
+        let io = tokio::select! {
+            started = start_socketio(&settings, gate, &health) => {
+                let (app, io, events) = started?;
+                let _ = socket_app.set(app);
+                let _ = sessions.set(events);
+                health.set_serving();
+                tracing::info!(node = %node, "ready: accepting connections");
+                Some(io)
+            }
+            () = &mut shutdown => None,
+        };
+        if io.is_some() {
+            shutdown.await;
+        }
+
+        let started = Instant::now();
+        health.start_draining();
+        tracing::info!(node = %node, sockets = io.as_ref().map_or(0, Io::local_sockets), "draining");
+        let drain = async {
+            // Stop accepting first, so disconnected clients reconnect to other replicas.
+            let _ = stop_tx.send(true);
+            if let Some(io) = &io {
+                io.close().await;
+            }
+            let _ = public_server.await;
+            let _ = internal_server.await;
+        };
+        match tokio::time::timeout(settings.shutdown_grace, drain).await {
+            Ok(()) => {
+                tracing::info!(node = %node, elapsed_ms = started.elapsed().as_millis() as u64, "drained")
+            }
+            Err(_) => tracing::warn!(
+                node = %node,
+                grace_ms = settings.shutdown_grace.as_millis() as u64,
+                "drain ran over the grace period; exiting anyway"
+            ),
+        }
+        Ok(())
+    }
+}
+
+fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(%error, "listener failed");
+        }
+    })
+}
+
+/// `/healthz`, and Socket.IO once it exists (503 until then).
+fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<Router>>) -> Router {
+    Router::new()
+        .route("/healthz", get(internal::healthz).with_state(health))
+        .fallback(move |request: Request| {
+            let socket_app = socket_app.clone();
+            async move {
+                match socket_app.get() {
+                    Some(app) => match app.clone().oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => starting().into_response(),
+                }
+            }
+        })
+}
+
+fn starting() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
+}
+
+/// Socket.IO under `/socket.io/`, with CORS for browser clients (the guide's
+/// `origin: '*', credentials: true`: the origin is mirrored, as `*` cannot carry credentials).
+fn socket_router(layer: Layer) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request());
+    let router = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
+    match layer {
+        Layer::Single(layer) => router.layer(layer),
+        Layer::Cluster(layer) => router.layer(layer),
+    }
+    .layer(cors)
+}
+
+/// Builds the Socket.IO server; in cluster mode waits (retrying) until Redis is reachable.
+async fn start_socketio(
+    settings: &ServeSettings,
+    gate: Arc<Gatekeeper>,
+    health: &Health,
+) -> anyhow::Result<(Router, Io, Arc<SessionEvents>)> {
+    let Some(redis) = &settings.redis else {
+        let (layer, io) = Io::single(settings, gate);
+        let events = Arc::new(SessionEvents::new(io.clone(), None));
+        return Ok((socket_router(layer), io, events));
+    };
+    let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
+    health.set_redis(clients.clone());
+    tracing::info!("connecting to Redis (retrying until it answers)");
+    clients
+        .commands
+        .init()
+        .await
+        .context("cannot connect to Redis")?;
+    let adapter = RedisAdapterCtr::new_with_fred_config(
+        clients.adapter.clone(),
+        RedisAdapterConfig::new()
+            .with_prefix(format!("{}:socket.io", settings.redis_prefix))
+            .with_stream_buffer(ADAPTER_STREAM_BUFFER),
+    )
+    .await
+    .context("cannot connect the adapter to Redis")?;
+    clients.restore_subscriptions_on_reconnect();
+    let (layer, io) = Io::cluster(settings, gate, adapter).await?;
+    clients
+        .auth_events
+        .init()
+        .await
+        .context("cannot connect the auth-events listener")?;
+    let channel = auth_events_channel(&settings.redis_prefix);
+    let events = Arc::new(SessionEvents::new(
+        io.clone(),
+        Some((clients.commands.clone(), channel.clone())),
+    ));
+    events
+        .clone()
+        .listen(clients.auth_events.clone(), channel)
+        .await
+        .context("cannot subscribe to the auth-events channel")?;
+    Ok((socket_router(layer), io, events))
+}

@@ -1,0 +1,305 @@
+//! The handshake of every namespace: the contract's nine steps, in order, each failure a
+//! [`HandshakeError`] whose `Display` is exactly the `connect_error` message the client sees.
+
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+use serde_json::Value;
+use shared::namespace::{Namespace, UserType};
+use uuid::Uuid;
+
+use super::jwt::{TokenError, TokenVerifier};
+use crate::store::postgres::{IdentityRow, PgStore, StoreError};
+
+/// Why a connection was refused. The messages are part of the public contract: clients switch
+/// on them (see the connection guide), so they never carry detail.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("Missing token")]
+    MissingToken,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Access expired")]
+    AccessExpired,
+    #[error("Missing sub/sid")]
+    MissingSubOrSid,
+    #[error("User not found")]
+    UserNotFound,
+    #[error("Wrong userType")]
+    WrongUserType,
+    #[error("User inactive")]
+    UserInactive,
+    #[error("Invalid session")]
+    InvalidSession,
+    /// The detail is logged by the caller, never sent.
+    #[error("Service unavailable")]
+    Unavailable(#[source] StoreError),
+}
+
+impl HandshakeError {
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::AccessExpired => "access_expired",
+            Self::MissingSubOrSid => "missing_sub_sid",
+            Self::UserNotFound => "user_not_found",
+            Self::WrongUserType => "wrong_user_type",
+            Self::UserInactive => "user_inactive",
+            Self::InvalidSession => "invalid_session",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Who a connected socket belongs to; stored on the socket after a successful handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: Uuid,
+    /// The token's `sid` claim (`sessions.jti`).
+    pub sid: String,
+    /// `sessions.id`.
+    pub session_id: Uuid,
+    pub session_type: Option<String>,
+    pub user_type: UserType,
+    pub org_id: Option<String>,
+}
+
+/// Runs the handshake against the token verifier and the identity store.
+pub struct Gatekeeper {
+    verifier: TokenVerifier,
+    store: PgStore,
+}
+
+impl Gatekeeper {
+    pub fn new(verifier: TokenVerifier, store: PgStore) -> Self {
+        Self { verifier, store }
+    }
+
+    pub async fn admit(
+        &self,
+        ns: Namespace,
+        auth: Option<&Value>,
+        headers: &HeaderMap,
+    ) -> Result<Identity, HandshakeError> {
+        // 1. token
+        let token = token_from(auth, headers).ok_or(HandshakeError::MissingToken)?;
+        // 2. signature, algorithm, expiry
+        let claims = self.verifier.verify(token).map_err(|e| match e {
+            TokenError::Invalid => HandshakeError::InvalidToken,
+            TokenError::Expired => HandshakeError::AccessExpired,
+        })?;
+        // 3. claims
+        let (Some(Value::String(sub)), Some(Value::String(sid))) = (claims.sub, claims.sid) else {
+            return Err(HandshakeError::MissingSubOrSid);
+        };
+        // 4. a `sub` that is no UUID names no user: no need to ask the database.
+        let user_id = Uuid::parse_str(&sub).map_err(|_| HandshakeError::UserNotFound)?;
+        // 4.-8. one round trip for the user and the session.
+        let row = self
+            .store
+            .identity(user_id, &sid)
+            .await
+            .map_err(HandshakeError::Unavailable)?;
+        decide(ns, user_id, sid, row)
+    }
+}
+
+/// Step 1: `auth.token` when it is a non-empty string, else `Authorization: Bearer <token>`.
+pub fn token_from<'a>(auth: Option<&'a Value>, headers: &'a HeaderMap) -> Option<&'a str> {
+    if let Some(token) = auth
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(token);
+    }
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Steps 4 to 8 on the row read from the database.
+fn decide(
+    ns: Namespace,
+    user_id: Uuid,
+    sid: String,
+    row: Option<IdentityRow>,
+) -> Result<Identity, HandshakeError> {
+    let row = row.ok_or(HandshakeError::UserNotFound)?;
+    let user_type = UserType::parse(&row.user_type)
+        .filter(|t| ns.admits(*t))
+        .ok_or(HandshakeError::WrongUserType)?;
+    if row.status != "ACTIVE" {
+        return Err(HandshakeError::UserInactive);
+    }
+    let session = row
+        .session
+        .filter(|s| !s.revoked && s.user_id == user_id)
+        .ok_or(HandshakeError::InvalidSession)?;
+    if session.access_expired {
+        return Err(HandshakeError::AccessExpired);
+    }
+    Ok(Identity {
+        user_id,
+        sid,
+        session_id: session.id,
+        session_type: session.session_type,
+        user_type,
+        org_id: row.org_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::SessionRow;
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(auth).expect("header"));
+        h
+    }
+
+    #[test]
+    fn token_comes_from_auth_then_header() {
+        let none = HeaderMap::new();
+        let auth = json!({"token": "a"});
+        assert_eq!(token_from(Some(&auth), &headers("Bearer b")), Some("a"));
+        assert_eq!(token_from(None, &headers("Bearer b")), Some("b"));
+        assert_eq!(token_from(None, &headers("bearer  b ")), Some("b"));
+        assert_eq!(
+            token_from(Some(&json!({"token": ""})), &headers("Bearer b")),
+            Some("b")
+        );
+        assert_eq!(
+            token_from(Some(&json!({"token": 123})), &headers("Bearer b")),
+            Some("b")
+        );
+        for bad in [
+            json!(42),
+            json!({"token": 123}),
+            json!({"token": ""}),
+            json!(null),
+            json!("x"),
+        ] {
+            assert_eq!(token_from(Some(&bad), &none), None, "{bad}");
+        }
+        assert_eq!(token_from(None, &headers("Basic abc")), None);
+        assert_eq!(token_from(None, &headers("Bearer ")), None);
+    }
+
+    fn row(user_type: &str, status: &str, session: Option<SessionRow>) -> Option<IdentityRow> {
+        Some(IdentityRow {
+            user_type: user_type.into(),
+            status: status.into(),
+            org_id: None,
+            session,
+        })
+    }
+
+    fn session(user_id: Uuid) -> SessionRow {
+        SessionRow {
+            id: Uuid::new_v4(),
+            user_id,
+            session_type: Some("mobile".into()),
+            revoked: false,
+            access_expired: false,
+        }
+    }
+
+    fn outcome(ns: Namespace, user: Uuid, r: Option<IdentityRow>) -> &'static str {
+        match decide(ns, user, "sid".into(), r) {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        }
+    }
+
+    #[test]
+    fn steps_four_to_eight_in_order() {
+        let u = Uuid::new_v4();
+        let d = Namespace::Drivers;
+        assert_eq!(outcome(d, u, None), "user_not_found");
+        // user type is checked before status, status before the session
+        assert_eq!(
+            outcome(d, u, row("PASSENGER", "SUSPENDED", None)),
+            "wrong_user_type"
+        );
+        assert_eq!(
+            outcome(d, u, row("ALIEN", "ACTIVE", None)),
+            "wrong_user_type"
+        );
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "INACTIVE", None)),
+            "user_inactive"
+        );
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "ACTIVE", None)),
+            "invalid_session"
+        );
+        let revoked = SessionRow {
+            revoked: true,
+            access_expired: true,
+            ..session(u)
+        };
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "ACTIVE", Some(revoked))),
+            "invalid_session"
+        );
+        let foreign = session(Uuid::new_v4());
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "ACTIVE", Some(foreign))),
+            "invalid_session"
+        );
+        let expired = SessionRow {
+            access_expired: true,
+            ..session(u)
+        };
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "ACTIVE", Some(expired))),
+            "access_expired"
+        );
+        assert_eq!(
+            outcome(d, u, row("DRIVER", "ACTIVE", Some(session(u)))),
+            "ok"
+        );
+        for role in ["ADMIN", "DISPATCHER", "SUPPORT"] {
+            assert_eq!(
+                outcome(Namespace::Admin, u, row(role, "ACTIVE", Some(session(u)))),
+                "ok"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_are_the_contracts() {
+        let texts: Vec<String> = [
+            HandshakeError::MissingToken,
+            HandshakeError::InvalidToken,
+            HandshakeError::AccessExpired,
+            HandshakeError::MissingSubOrSid,
+            HandshakeError::UserNotFound,
+            HandshakeError::WrongUserType,
+            HandshakeError::UserInactive,
+            HandshakeError::InvalidSession,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            texts,
+            [
+                "Missing token",
+                "Invalid token",
+                "Access expired",
+                "Missing sub/sid",
+                "User not found",
+                "Wrong userType",
+                "User inactive",
+                "Invalid session"
+            ]
+        );
+    }
+}

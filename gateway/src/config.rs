@@ -1,0 +1,382 @@
+//! Typed settings of every subcommand, read from CLI flags and environment variables and
+//! validated before anything binds or connects.
+//!
+//! Settings are read through a [`Source`], never straight from the process environment, so
+//! tests can hand in their own values. A secret is held as a [`Secret`], whose `Debug` never
+//! shows it; connection URLs are never echoed in errors either (they may carry passwords).
+
+use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+/// Looks a variable up (the process environment, or a test's map).
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+/// Where setting values come from: a flag wins over the variable of the same meaning.
+pub struct Source {
+    flags: HashMap<&'static str, String>,
+    env: Lookup,
+}
+
+impl Source {
+    /// Flags given on the command line (keyed by variable name) over the process environment.
+    pub fn from_process(flags: HashMap<&'static str, String>) -> Self {
+        Self {
+            flags,
+            env: Box::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// Fixed values only: for tests, which never mutate the process environment.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let map: HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self {
+            flags: HashMap::new(),
+            env: Box::new(move |name| map.get(name).cloned()),
+        }
+    }
+
+    /// The value of `name`; an empty value counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        self.flags
+            .get(name)
+            .cloned()
+            .or_else(|| (self.env)(name))
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError {
+            name,
+            problem: "is required and not set".into(),
+        })
+    }
+
+    fn parsed<T: FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+                name,
+                problem: format!("expected {expected}, got {raw:?}"),
+            }),
+        }
+    }
+
+    fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms = self.parsed(name, default_ms, "a positive number of milliseconds")?;
+        if ms == 0 {
+            return Err(ConfigError {
+                name,
+                problem: "must be greater than 0".into(),
+            });
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// A setting that is missing or malformed: `main` prints it as one line and exits 64.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {name} {problem}")]
+pub struct ConfigError {
+    /// The variable's name (its flag has the same meaning).
+    pub name: &'static str,
+    pub problem: String,
+}
+
+/// A value that must never reach a log line, an error or a trace.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// How access tokens are verified (and minted by `gateway token`).
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// HS256 key shared with the auth service.
+    pub secret: Secret,
+    /// Checked against `iss` only when set.
+    pub issuer: Option<String>,
+    /// Checked against `aud` only when set; otherwise an `aud` claim is ignored.
+    pub audience: Option<String>,
+}
+
+impl JwtSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            secret: Secret::new(src.required("JWT_SECRET")?),
+            issuer: src.get("JWT_ISSUER"),
+            audience: src.get("JWT_AUDIENCE"),
+        })
+    }
+}
+
+/// Where PostgreSQL is. Held as a secret: the URL may carry a password.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gateway";
+
+impl DatabaseSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let url = src
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        // Parse now so a typo is a start-up error, not a readiness failure an hour later.
+        tokio_postgres::Config::from_str(&url).map_err(|_| ConfigError {
+            name: "DATABASE_URL",
+            problem: "is not a valid postgres:// URL".into(),
+        })?;
+        Ok(Self {
+            url: Secret::new(url),
+        })
+    }
+}
+
+/// Cluster mode: where Redis is and how this cluster's keys and channels are named.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// May carry a password, hence a secret.
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive (`RUST_LOG`).
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl LogSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let filter = src.get("RUST_LOG").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
+            return Err(ConfigError {
+                name: "RUST_LOG",
+                problem: format!("is not a valid log filter: {filter:?}"),
+            });
+        }
+        let format = match src.get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "LOG_FORMAT",
+                    problem: format!("expected json or pretty, got {other:?}"),
+                });
+            }
+        };
+        Ok(Self { filter, format })
+    }
+}
+
+/// Everything `gateway serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Public listener: Socket.IO and `/healthz`.
+    pub bind_addr: SocketAddr,
+    /// Internal listener: `/internal/v1/*`, `/livez`, `/readyz`. Never exposed publicly.
+    pub internal_bind_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    /// `None`: a single replica with the in-memory adapter.
+    pub redis: Option<RedisSettings>,
+    /// Prefix of every Redis key and channel, so clusters sharing one Redis stay apart.
+    pub redis_prefix: String,
+    pub jwt: JwtSettings,
+    /// Bearer token of the internal API.
+    pub internal_api_token: Secret,
+    /// This replica's unique name in logs and cluster state.
+    pub node_id: String,
+    /// This replica's lease in Redis (used by presence and stats).
+    pub node_ttl: Duration,
+    /// Largest Engine.IO payload on either transport.
+    pub max_payload_bytes: u64,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Bound on the SIGTERM drain.
+    pub shutdown_grace: Duration,
+    /// Accepted for forward compatibility; trace export is not built yet (see README).
+    pub otlp_endpoint: Option<String>,
+    pub log: LogSettings,
+}
+
+impl ServeSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let redis = match src.get("REDIS_URL") {
+            None => None,
+            Some(url) => {
+                let url = url.trim();
+                let scheme_ok = url.starts_with("redis://") || url.starts_with("redis+unix://");
+                if !scheme_ok || fred::prelude::Config::from_url(url).is_err() {
+                    return Err(ConfigError {
+                        name: "REDIS_URL",
+                        problem: "is not a valid redis:// URL".into(),
+                    });
+                }
+                Some(RedisSettings {
+                    url: Secret::new(url),
+                })
+            }
+        };
+        let redis_prefix = src.get("REDIS_PREFIX").unwrap_or_else(|| "gateway".into());
+        if redis_prefix.chars().any(|c| c.is_whitespace() || c == '#') {
+            return Err(ConfigError {
+                name: "REDIS_PREFIX",
+                problem: "must not contain whitespace or '#'".into(),
+            });
+        }
+        let node_id = src
+            .get("NODE_ID")
+            .or_else(|| src.get("HOSTNAME"))
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "gateway".into());
+        let max_payload_bytes: u64 =
+            src.parsed("MAX_PAYLOAD_BYTES", 100_000, "a number of bytes")?;
+        if max_payload_bytes < 1024 {
+            return Err(ConfigError {
+                name: "MAX_PAYLOAD_BYTES",
+                problem: "must be at least 1024".into(),
+            });
+        }
+        Ok(Self {
+            bind_addr: src.parsed("BIND_ADDR", ([0, 0, 0, 0], 3000).into(), "host:port")?,
+            internal_bind_addr: src.parsed(
+                "INTERNAL_BIND_ADDR",
+                ([0, 0, 0, 0], 9000).into(),
+                "host:port",
+            )?,
+            database: DatabaseSettings::load(src)?,
+            redis,
+            redis_prefix,
+            jwt: JwtSettings::load(src)?,
+            internal_api_token: Secret::new(src.required("INTERNAL_API_TOKEN")?),
+            node_id,
+            node_ttl: src.millis("NODE_TTL_MS", 10_000)?,
+            max_payload_bytes,
+            ping_interval: src.millis("PING_INTERVAL_MS", 25_000)?,
+            ping_timeout: src.millis("PING_TIMEOUT_MS", 20_000)?,
+            shutdown_grace: src.millis("SHUTDOWN_GRACE_MS", 25_000)?,
+            otlp_endpoint: src.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            log: LogSettings::load(src)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 2] = [("JWT_SECRET", "k"), ("INTERNAL_API_TOKEN", "t")];
+
+    fn serve(extra: &[(&'static str, &'static str)]) -> Result<ServeSettings, ConfigError> {
+        ServeSettings::load(&Source::from_pairs(
+            REQUIRED.iter().chain(extra.iter()).copied(),
+        ))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = serve(&[("NODE_ID", "n1")]).expect("valid");
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0:3000");
+        assert_eq!(s.internal_bind_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert!(s.redis.is_none());
+        assert_eq!(s.redis_prefix, "gateway");
+        assert_eq!(s.node_ttl, Duration::from_secs(10));
+        assert_eq!(s.max_payload_bytes, 100_000);
+        assert_eq!(s.ping_interval, Duration::from_secs(25));
+        assert_eq!(s.ping_timeout, Duration::from_secs(20));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_missing_required_secret_is_named() {
+        let err = ServeSettings::load(&Source::from_pairs([("JWT_SECRET", "k")]))
+            .expect_err("INTERNAL_API_TOKEN missing");
+        assert_eq!(err.name, "INTERNAL_API_TOKEN");
+        let err = ServeSettings::load(&Source::from_pairs([("INTERNAL_API_TOKEN", "t")]))
+            .expect_err("JWT_SECRET missing");
+        assert_eq!(err.name, "JWT_SECRET");
+    }
+
+    #[test]
+    fn malformed_values_are_named_and_urls_are_not_echoed() {
+        for (name, value) in [
+            ("BIND_ADDR", "nope"),
+            ("INTERNAL_BIND_ADDR", "1.2.3.4"),
+            ("NODE_TTL_MS", "-5"),
+            ("PING_INTERVAL_MS", "0"),
+            ("MAX_PAYLOAD_BYTES", "lots"),
+            ("LOG_FORMAT", "xml"),
+            ("REDIS_PREFIX", "a b"),
+        ] {
+            let err = serve(&[(name, value)]).expect_err(name);
+            assert_eq!(err.name, name);
+        }
+        let err =
+            serve(&[("DATABASE_URL", "postgres://u:hunter2@h:notaport/db")]).expect_err("bad url");
+        assert_eq!(err.name, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = serve(&[("REDIS_URL", "ftp://u:hunter2@h")]).expect_err("bad url");
+        assert_eq!(err.name, "REDIS_URL");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let s = serve(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("JWT_SECRET"));
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn flags_win_over_the_environment() {
+        let src = Source {
+            flags: HashMap::from([("NODE_ID", "from-flag".to_string())]),
+            env: Box::new(|name| match name {
+                "NODE_ID" => Some("from-env".into()),
+                "JWT_SECRET" | "INTERNAL_API_TOKEN" => Some("x".into()),
+                _ => None,
+            }),
+        };
+        assert_eq!(
+            ServeSettings::load(&src).expect("valid").node_id,
+            "from-flag"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The internal HTTP API (internal listener): auth events and probes.
+//!
+//! Everything under `/internal/v1/` needs `Authorization: Bearer $INTERNAL_API_TOKEN`; probes
+//! do not (kubelets carry no token). Errors are [`ApiError`]s, bodies JSON.
+
+mod body;
+mod error;
+mod probes;
+mod sessions;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::header::AUTHORIZATION,
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+
+pub use error::ApiError;
+pub use probes::healthz;
+
+use crate::{config::Secret, health::Health, realtime::sessions::SessionEvents};
+
+/// Largest request body of the internal API.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the internal handlers share.
+#[derive(Clone)]
+pub struct InternalState {
+    pub token: Secret,
+    pub health: Arc<Health>,
+    /// Set once Socket.IO is up; until then auth events answer 503.
+    pub sessions: Arc<std::sync::OnceLock<Arc<SessionEvents>>>,
+    pub cluster: bool,
+}
+
+pub fn router(state: InternalState) -> Router {
+    let api = Router::new()
+        .route("/sessions/{sid}/revoke", post(sessions::revoke))
+        .route("/sessions/{sid}/refresh", post(sessions::refresh))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .nest("/internal/v1", api)
+        .route("/livez", get(probes::livez))
+        .route("/readyz", get(probes::readyz))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+async fn require_bearer(
+    State(state): State<InternalState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.token.expose().as_bytes()) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Compares without leaking, through timing, how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_eq_compares_whole_tokens() {
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"abcd"));
+        assert!(!super::constant_time_eq(b"", b"a"));
+    }
+}

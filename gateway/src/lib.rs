@@ -1,0 +1,26 @@
+//! The realtime gateway of the ride-hailing platform: Socket.IO for drivers, passengers and
+//! operations staff, pushed to by backend services, scaled out over Redis.
+//!
+//! # Layout
+//! - [`config`]: typed settings from flags and environment, validated before anything binds.
+//! - [`cli`]: subcommands (`serve`, `migrate`, `token`) and one flag per setting.
+//! - [`app`]: one replica's life: bind, start, serve, drain on SIGTERM.
+//! - [`auth`]: access-token verification and the handshake's steps; the one place that words
+//!   `connect_error` messages.
+//! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
+//! - [`realtime`]: namespaces, rooms, socket context, the cluster adapter, session revocation.
+//! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
+//! - [`health`]: readiness and drain state.
+//! - [`telemetry`]: the log subscriber, JSON or pretty.
+//!
+//! Wire types (event names, room names, payloads, claims) live in the `shared` crate.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod internal;
+pub mod realtime;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,136 @@
+//! The `gateway` binary: parse the command line and settings, then run the subcommand.
+//! Bad configuration exits 64 with one line naming the setting.
+
+use std::process::ExitCode;
+
+use clap::{Parser, error::ErrorKind};
+use gateway::{
+    app::Application,
+    auth::jwt,
+    cli::{Cli, Command, TokenArgs},
+    config::{ConfigError, DatabaseSettings, JwtSettings, LogSettings, ServeSettings, Source},
+    store::migrate,
+    telemetry::{self, Output},
+};
+use shared::claims::AccessClaims;
+
+/// `EX_CONFIG`-style exit code for a bad command line or configuration (sysexits' EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("invalid command line"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let source = Source::from_process(cli.settings.into_map());
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&source).await,
+        Command::Migrate => run_migrate(&source).await,
+        Command::Token(args) => token(&source, &args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(ConfigError),
+    Runtime(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+async fn serve(source: &Source) -> Result<(), Failure> {
+    let settings = ServeSettings::load(source)?;
+    telemetry::init(&settings.log, Output::Stdout);
+    if settings.otlp_endpoint.is_some() {
+        tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set, but trace export is not built yet");
+    }
+    let app = Application::bind(settings).await?;
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_migrate(source: &Source) -> Result<(), Failure> {
+    let database = DatabaseSettings::load(source)?;
+    telemetry::init(&LogSettings::load(source)?, Output::Stderr);
+    let report = migrate::run(&database).await?;
+    println!(
+        "migrated: database {}, {} migration(s) applied",
+        if report.database_created {
+            "created"
+        } else {
+            "existed"
+        },
+        report.applied.len()
+    );
+    Ok(())
+}
+
+fn token(source: &Source, args: &TokenArgs) -> Result<(), Failure> {
+    let settings = JwtSettings::load(source)?;
+    let now = jwt::now_secs();
+    let claims = AccessClaims {
+        sub: args.user.to_string(),
+        sid: args.sid.clone(),
+        iat: now,
+        exp: now + args.ttl_secs,
+        iss: settings.issuer.clone(),
+        aud: settings.audience.clone(),
+    };
+    let token = jwt::mint(&settings, &claims).map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+    println!("{token}");
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes, the local cluster) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,251 @@
+//! Session revocation and refresh: the auth events of the contract, made cluster-wide.
+//!
+//! Both ingress paths end in [`SessionEvents::apply_locally`], run once on every replica:
+//! - the Redis channel `{prefix}:auth-events`, which every replica hears;
+//! - the internal HTTP API, which in cluster mode publishes the event on that same channel
+//!   (so each socket gets one notice whichever path an event took), and applies it directly on
+//!   a single replica.
+
+use fred::{
+    clients::{Client, SubscriberClient},
+    interfaces::{EventInterface, PubsubInterface},
+};
+use shared::{
+    auth_events::{AuthEvent, DEFAULT_REVOKE_REASON},
+    events::{AUTH_SESSION_REVOKED, SessionRevokedNotice},
+    namespace::Namespace,
+    rooms,
+};
+use socketioxide::{SocketIo, adapter::Adapter};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::Io;
+
+/// Name of the auth-events channel of a cluster.
+pub fn auth_events_channel(prefix: &str) -> String {
+    format!("{prefix}:auth-events")
+}
+
+/// What applying an event did on this replica.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LocalEffect {
+    /// Sockets of the session that were disconnected.
+    pub disconnected: usize,
+    /// Other sockets of the user that received `auth:session_revoked`.
+    pub notified: usize,
+}
+
+/// Why an event could not be made cluster-wide.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the auth-events channel is unreachable: {0}")]
+    Redis(#[from] fred::error::Error),
+}
+
+/// Applies auth events on this replica and publishes them to the others.
+pub struct SessionEvents {
+    io: Io,
+    /// Cluster mode: where events are published. `None` on a single replica.
+    publisher: Option<(Client, String)>,
+}
+
+impl SessionEvents {
+    pub fn new(io: Io, publisher: Option<(Client, String)>) -> Self {
+        Self { io, publisher }
+    }
+
+    /// HTTP ingress: make the event's effect cluster-wide. Returns how many replicas heard it
+    /// (cluster) or what it did here (single replica).
+    pub async fn publish(&self, event: AuthEvent) -> Result<Published, PublishError> {
+        let event = stamped(event);
+        let Some((client, channel)) = &self.publisher else {
+            return Ok(Published::Applied(self.apply_locally(&event).await));
+        };
+        let payload = serde_json::to_string(&event).unwrap_or_default();
+        match client.publish::<u64, _, _>(channel.as_str(), payload).await {
+            Ok(replicas) => Ok(Published::Broadcast { replicas }),
+            Err(error) => {
+                // Redis is down: at least the sockets of this replica go now. The caller answers
+                // 503 so the auth service retries once the cluster can hear it.
+                self.apply_locally(&event).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Channel ingress: one message of `{prefix}:auth-events`, as published by anyone.
+    pub async fn on_message(&self, payload: &[u8]) {
+        match serde_json::from_slice::<AuthEvent>(payload) {
+            Ok(event) => {
+                self.apply_locally(&stamped(event)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, bytes = payload.len(), "ignored malformed auth event")
+            }
+        }
+    }
+
+    /// The contract's effect, on this replica's sockets only.
+    pub async fn apply_locally(&self, event: &AuthEvent) -> LocalEffect {
+        let effect = match &self.io {
+            Io::Single(io) => apply(io, event).await,
+            Io::Cluster(io) => apply(io, event).await,
+        };
+        match event {
+            AuthEvent::SessionRevoked { sid, user_id, .. } => tracing::info!(
+                sid,
+                user = user_id,
+                disconnected = effect.disconnected,
+                notified = effect.notified,
+                "session revoked"
+            ),
+            AuthEvent::SessionRefreshed {
+                old_sid, user_id, ..
+            } => tracing::info!(
+                sid = old_sid,
+                user = user_id,
+                disconnected = effect.disconnected,
+                "session refreshed"
+            ),
+        }
+        effect
+    }
+
+    /// Subscribes to the auth-events channel, then hears it until the process ends,
+    /// re-subscribing after every reconnect.
+    pub async fn listen(
+        self: std::sync::Arc<Self>,
+        client: SubscriberClient,
+        channel: String,
+    ) -> Result<(), fred::error::Error> {
+        // Take the receivers before subscribing, so no message falls in between.
+        let mut messages = client.message_rx();
+        let mut reconnects = client.reconnect_rx();
+        client.subscribe(channel.as_str()).await?;
+        let resubscriber = client.clone();
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                match resubscriber.subscribe(channel.as_str()).await {
+                    Ok(()) => tracing::info!("auth-events subscription restored"),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot restore the auth-events subscription")
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    Ok(message) => match message.value.as_bytes() {
+                        Some(bytes) => self.on_message(bytes).await,
+                        None => tracing::warn!("ignored non-binary auth event"),
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => {
+                        tracing::error!(lost, "auth events lost: listener lagged")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The outcome of [`SessionEvents::publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Cluster mode: published; `replicas` subscribers heard it.
+    Broadcast { replicas: u64 },
+    /// Single replica: applied here.
+    Applied(LocalEffect),
+}
+
+/// Fills `at` of a revocation that came without one, and spells a UUID user id the way rooms
+/// spell it (lowercase, hyphenated), whatever spelling the publisher used.
+fn stamped(event: AuthEvent) -> AuthEvent {
+    let canonical = |id: String| uuid::Uuid::parse_str(&id).map_or(id, |u| u.to_string());
+    match event {
+        AuthEvent::SessionRevoked {
+            sid,
+            user_id,
+            reason,
+            at,
+        } => AuthEvent::SessionRevoked {
+            sid,
+            user_id: canonical(user_id),
+            reason,
+            at: at.or_else(|| Some(now_rfc3339())),
+        },
+        AuthEvent::SessionRefreshed {
+            old_sid,
+            new_sid,
+            user_id,
+        } => AuthEvent::SessionRefreshed {
+            old_sid,
+            new_sid,
+            user_id: canonical(user_id),
+        },
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent) -> LocalEffect {
+    match event {
+        AuthEvent::SessionRevoked {
+            sid,
+            user_id,
+            reason,
+            at,
+        } => {
+            let disconnected = disconnect_session(io, sid).await;
+            let notice = SessionRevokedNotice {
+                sid: sid.clone(),
+                reason: reason
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_REVOKE_REASON.into()),
+                at: at.clone().unwrap_or_else(now_rfc3339),
+            };
+            // The user is a driver or a passenger (admins get no notice): one of these is empty.
+            let mut notified = 0;
+            for (ns, room) in [
+                (Namespace::Drivers, rooms::driver(user_id)),
+                (Namespace::Passengers, rooms::passenger(user_id)),
+            ] {
+                let Some(op) = io.of(ns.path()) else { continue };
+                let op = op.local().to(room).except(rooms::session(sid));
+                notified += op.clone().sockets().len();
+                if let Err(error) = op.emit(AUTH_SESSION_REVOKED, &notice).await {
+                    tracing::warn!(%error, nsp = %ns, "cannot notify a revoked session's user");
+                }
+            }
+            LocalEffect {
+                disconnected,
+                notified,
+            }
+        }
+        AuthEvent::SessionRefreshed { old_sid, .. } => LocalEffect {
+            disconnected: disconnect_session(io, old_sid).await,
+            notified: 0,
+        },
+    }
+}
+
+/// Disconnects this replica's sockets of session `sid` in every namespace (the client sees
+/// `io server disconnect` and does not reconnect by itself).
+async fn disconnect_session<A: Adapter>(io: &SocketIo<A>, sid: &str) -> usize {
+    let mut disconnected = 0;
+    for ns in Namespace::ALL {
+        let Some(op) = io.of(ns.path()) else { continue };
+        let op = op.local().within(rooms::session(sid));
+        disconnected += op.clone().sockets().len();
+        if let Err(error) = op.disconnect().await {
+            tracing::warn!(%error, nsp = %ns, "cannot disconnect a session's sockets");
+        }
+    }
+    disconnected
+}

@@ -1,0 +1,102 @@
+//! Redis (cluster mode): the fred clients of one replica, kept connected across Redis restarts.
+//!
+//! fred has no reconnect policy by default and, after a reconnect, does not restore the
+//! adapter's sharded subscriptions by itself (see `../shared/spec/socketioxide-notes.md`):
+//! [`RedisClients::restore_subscriptions_on_reconnect`] does it, channel by channel.
+
+use std::time::Duration;
+
+use fred::{
+    clients::{Client, SubscriberClient},
+    interfaces::{ClientLike, EventInterface, PubsubInterface},
+    prelude::{Builder, Config, ReconnectPolicy},
+    types::RespVersion,
+};
+use tokio::task::JoinHandle;
+
+use crate::config::RedisSettings;
+
+/// Reconnect forever, backing off from 100 ms to 2 s: a replica must come back by itself.
+fn reconnect_policy() -> ReconnectPolicy {
+    ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
+}
+
+/// A command that cannot complete in this time fails instead of hanging a request.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The connections one replica holds to Redis.
+#[derive(Clone)]
+pub struct RedisClients {
+    /// Carries the Socket.IO adapter's sharded channels.
+    pub adapter: SubscriberClient,
+    /// Hears `{prefix}:auth-events`. Separate from `adapter`, whose message pump would log
+    /// every message of a channel it does not know.
+    pub auth_events: SubscriberClient,
+    /// Publishes and answers readiness pings.
+    pub commands: Client,
+}
+
+impl RedisClients {
+    /// Builds the clients without connecting.
+    pub fn new(settings: &RedisSettings) -> Result<Self, fred::error::Error> {
+        let mut config = Config::from_url(settings.url.expose())?;
+        // The adapter's fred driver needs RESP3, and fred ignores `?protocol=` in the URL.
+        config.version = RespVersion::RESP3;
+        // Redis down at start-up keeps the replica not-ready instead of failing it.
+        config.fail_fast = false;
+        let mut builder = Builder::from_config(config);
+        builder
+            .set_policy(reconnect_policy())
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+            })
+            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT);
+        Ok(Self {
+            adapter: builder.build_subscriber_client()?,
+            auth_events: builder.build_subscriber_client()?,
+            commands: builder.build()?,
+        })
+    }
+
+    /// Re-subscribes every sharded channel of the adapter after each reconnect.
+    pub fn restore_subscriptions_on_reconnect(&self) -> JoinHandle<()> {
+        let client = self.adapter.clone();
+        let mut reconnects = client.reconnect_rx();
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                let channels = client.tracked_shard_channels();
+                let mut restored = 0usize;
+                // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
+                for channel in &channels {
+                    match client.ssubscribe(channel.to_string()).await {
+                        Ok(()) => restored += 1,
+                        Err(error) => {
+                            tracing::warn!(%error, channel = %channel, "cannot restore adapter channel")
+                        }
+                    }
+                }
+                tracing::info!(
+                    restored,
+                    total = channels.len(),
+                    "redis reconnected, adapter channels restored"
+                );
+            }
+        })
+    }
+
+    /// Whether every connection is up and Redis answers (readiness).
+    pub async fn check(&self) -> Result<(), String> {
+        if !self.adapter.is_connected() {
+            return Err("adapter connection down".into());
+        }
+        if !self.auth_events.is_connected() {
+            return Err("auth-events connection down".into());
+        }
+        tokio::time::timeout(Duration::from_secs(1), self.commands.ping::<String>(None))
+            .await
+            .map_err(|_| "ping timed out".to_string())?
+            .map_err(|e| format!("ping failed: {e}"))?;
+        Ok(())
+    }
+}

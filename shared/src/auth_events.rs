@@ -1,0 +1,87 @@
+//! Auth events from the auth service: the bodies of the internal HTTP API and the JSON
+//! published on the `{REDIS_PREFIX}:auth-events` channel.
+
+use serde::{Deserialize, Serialize};
+
+/// Reason given in `auth:session_revoked` when the publisher gave none.
+pub const DEFAULT_REVOKE_REASON: &str = "revoked";
+
+/// One message of the auth-events channel, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum AuthEvent {
+    /// `{"type":"session.revoked","sid","userId","reason","at"}`
+    #[serde(rename = "session.revoked", rename_all = "camelCase")]
+    SessionRevoked {
+        sid: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+    },
+    /// `{"type":"session.refreshed","oldSid","newSid","userId"}`
+    #[serde(rename = "session.refreshed", rename_all = "camelCase")]
+    SessionRefreshed {
+        old_sid: String,
+        new_sid: String,
+        user_id: String,
+    },
+}
+
+/// Body of `POST /internal/v1/sessions/{sid}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub user_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `POST /internal/v1/sessions/{oldSid}/refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub user_id: String,
+    pub new_sid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_forms_of_the_contract_parse() {
+        let revoked: AuthEvent = serde_json::from_str(
+            r#"{"type":"session.revoked","sid":"s1","userId":"u1","reason":"logout","at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .expect("revoked parses");
+        assert_eq!(
+            revoked,
+            AuthEvent::SessionRevoked {
+                sid: "s1".into(),
+                user_id: "u1".into(),
+                reason: Some("logout".into()),
+                at: Some("2026-01-01T00:00:00Z".into()),
+            }
+        );
+        let refreshed: AuthEvent = serde_json::from_str(
+            r#"{"type":"session.refreshed","oldSid":"a","newSid":"b","userId":"u1"}"#,
+        )
+        .expect("refreshed parses");
+        assert!(
+            matches!(refreshed, AuthEvent::SessionRefreshed { ref old_sid, .. } if old_sid == "a")
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_missing_fields_are_refused() {
+        assert!(
+            serde_json::from_str::<AuthEvent>(r#"{"type":"session.exploded","sid":"s"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<AuthEvent>(r#"{"type":"session.revoked","userId":"u"}"#)
+                .is_err()
+        );
+    }
+}

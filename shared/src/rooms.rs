@@ -1,0 +1,36 @@
+//! Room names. Every room the gateway joins or emits to is built here, never with ad-hoc
+//! `format!` at call sites, so the names cannot drift between joiners and emitters.
+
+/// Every admin, dispatcher and support agent.
+pub const ADMIN_ALL: &str = "admin:all";
+
+/// All sockets of one driver (every session, every replica).
+pub fn driver(user_id: &str) -> String {
+    format!("driver:{user_id}")
+}
+
+/// All sockets of one passenger.
+pub fn passenger(user_id: &str) -> String {
+    format!("passenger:{user_id}")
+}
+
+/// All sockets opened with one session (`sid` claim = `sessions.jti`), in any namespace.
+pub fn session(sid: &str) -> String {
+    format!("session:{sid}")
+}
+
+/// Admins of one organisation.
+pub fn admin_org(org_id: &str) -> String {
+    format!("admin:org:{org_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_match_the_contract() {
+        assert_eq!(super::driver("u1"), "driver:u1");
+        assert_eq!(super::passenger("u2"), "passenger:u2");
+        assert_eq!(super::session("s"), "session:s");
+        assert_eq!(super::admin_org("acme"), "admin:org:acme");
+    }
+}
