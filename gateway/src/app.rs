@@ -5,6 +5,7 @@
 //! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
 
 use std::{
+    convert::Infallible,
     future::Future,
     net::SocketAddr,
     sync::{Arc, OnceLock},
@@ -22,7 +23,9 @@ use axum::{
 use fred::interfaces::ClientLike;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tower::ServiceExt;
+use tower::{
+    Layer as _, Service, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService,
+};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::{
@@ -109,7 +112,7 @@ impl Application {
             }),
             stop_rx.clone(),
         );
-        let socket_app = Arc::new(OnceLock::<Router>::new());
+        let socket_app = Arc::new(OnceLock::<SocketService>::new());
         let public_server = serve(
             public,
             public_router(health.clone(), socket_app.clone()),
@@ -172,8 +175,12 @@ fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>)
     })
 }
 
+/// The Socket.IO service: built once, cloned per request (clones share the Engine.IO sessions;
+/// applying the layer again would start an empty session table).
+type SocketService = BoxCloneSyncService<Request, Response, Infallible>;
+
 /// `/healthz`, and Socket.IO once it exists (503 until then).
-fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<Router>>) -> Router {
+fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<SocketService>>) -> Router {
     Router::new()
         .route("/healthz", get(internal::healthz).with_state(health))
         .fallback(move |request: Request| {
@@ -196,18 +203,38 @@ fn starting() -> Response {
 
 /// Socket.IO under `/socket.io/`, with CORS for browser clients (the guide's
 /// `origin: '*', credentials: true`: the origin is mirrored, as `*` cannot carry credentials).
-fn socket_router(layer: Layer) -> Router {
+fn socket_service(layer: Layer) -> SocketService {
+    let not_found = service_fn(|_: Request| async {
+        Ok::<_, Infallible>(StatusCode::NOT_FOUND.into_response())
+    });
+    match layer {
+        Layer::Single(layer) => boxed(layer.layer(not_found)),
+        Layer::Cluster(layer) => boxed(layer.layer(not_found)),
+    }
+}
+
+fn boxed<S, B>(service: S) -> SocketService
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers(AllowHeaders::mirror_request());
-    let router = Router::new().fallback(|| async { StatusCode::NOT_FOUND });
-    match layer {
-        Layer::Single(layer) => router.layer(layer),
-        Layer::Cluster(layer) => router.layer(layer),
-    }
-    .layer(cors)
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(cors)
+            .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
+            .service(service),
+    )
 }
 
 /// Builds the Socket.IO server; in cluster mode waits (retrying) until Redis is reachable.
@@ -215,11 +242,11 @@ async fn start_socketio(
     settings: &ServeSettings,
     gate: Arc<Gatekeeper>,
     health: &Health,
-) -> anyhow::Result<(Router, Io, Arc<SessionEvents>)> {
+) -> anyhow::Result<(SocketService, Io, Arc<SessionEvents>)> {
     let Some(redis) = &settings.redis else {
         let (layer, io) = Io::single(settings, gate);
         let events = Arc::new(SessionEvents::new(io.clone(), None));
-        return Ok((socket_router(layer), io, events));
+        return Ok((socket_service(layer), io, events));
     };
     let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
     health.set_redis(clients.clone());
@@ -254,5 +281,5 @@ async fn start_socketio(
         .listen(clients.auth_events.clone(), channel)
         .await
         .context("cannot subscribe to the auth-events channel")?;
-    Ok((socket_router(layer), io, events))
+    Ok((socket_service(layer), io, events))
 }

@@ -31,7 +31,7 @@ pub enum AuthEvent {
 
 /// Body of `POST /internal/v1/sessions/{sid}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RevokeRequest {
     pub user_id: String,
     #[serde(default)]
@@ -40,7 +40,7 @@ pub struct RevokeRequest {
 
 /// Body of `POST /internal/v1/sessions/{oldSid}/refresh`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
     pub user_id: String,
     pub new_sid: String,

@@ -1,0 +1,274 @@
+// Test harness: real `gateway` processes, a fresh PostgreSQL database per test file, a fresh
+// Redis prefix per cluster, and the official socket.io-client.
+import { spawn, execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import net from 'node:net';
+import pg from 'pg';
+import jwt from 'jsonwebtoken';
+import { io } from 'socket.io-client';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const GATEWAY_BIN =
+  process.env.GATEWAY_BIN ?? path.resolve(here, '../../target/debug/gateway');
+/** PostgreSQL server the tests create their databases on (trust auth on this machine). */
+export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+/** The shared Redis; each cluster gets its own REDIS_PREFIX on it. */
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const JWT_SECRET = 'e2e-secret-' + randomBytes(8).toString('hex');
+export const INTERNAL_TOKEN = 'e2e-internal-' + randomBytes(8).toString('hex');
+
+const uniq = () => randomBytes(5).toString('hex');
+
+/** Runs a `gateway` subcommand to completion: { code, stdout, stderr }. */
+export function runGateway(args, env = {}) {
+  return new Promise((resolve) => {
+    execFile(GATEWAY_BIN, args, { env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? error.code : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A fresh, migrated database with helpers to seed users and sessions. */
+export async function createDatabase() {
+  const name = `gw_test_${uniq()}`;
+  const url = `${PG_BASE}/${name}`;
+  const migrated = await runGateway(['migrate'], { DATABASE_URL: url });
+  if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  return {
+    name,
+    url,
+    pool,
+    async user({ type = 'DRIVER', status = 'ACTIVE', orgId = null } = {}) {
+      const id = randomUUID();
+      await pool.query('INSERT INTO users (id, user_type, status, org_id) VALUES ($1, $2, $3, $4)', [
+        id,
+        type,
+        status,
+        orgId,
+      ]);
+      return id;
+    },
+    async session(userId, { revoked = false, expiresAt = null, sessionType = 'mobile' } = {}) {
+      const sid = `sid-${uniq()}`;
+      await pool.query(
+        'INSERT INTO sessions (id, jti, user_id, session_type, revoked, access_token_expires_at) VALUES ($1, $2, $3, $4, $5, $6)',
+        [randomUUID(), sid, userId, sessionType, revoked, expiresAt],
+      );
+      return sid;
+    },
+    /** What the auth service does before it publishes a revocation. */
+    async revokeSession(sid) {
+      await pool.query('UPDATE sessions SET revoked = true WHERE jti = $1', [sid]);
+    },
+    async drop() {
+      await pool.end();
+      const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+/** A user with one session and a valid token, of the given type. */
+export async function createIdentity(db, type = 'DRIVER', opts = {}) {
+  const userId = await db.user({ type, ...opts });
+  const sid = await db.session(userId);
+  return { userId, sid, token: sign({ sub: userId, sid }) };
+}
+
+/** Signs an access token; `claims.exp` defaults to an hour from now. */
+export function sign(claims, { secret = JWT_SECRET, algorithm = 'HS256', noExp = false } = {}) {
+  const body = { iat: Math.floor(Date.now() / 1000), ...claims };
+  if (!noExp && body.exp === undefined) body.exp = Math.floor(Date.now() / 1000) + 3600;
+  return jwt.sign(body, secret, { algorithm, noTimestamp: true });
+}
+
+/** Starts `gateway serve` on ephemeral ports and resolves once it accepts connections. */
+export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `node-${uniq()}`, env = {}, waitReady = true } = {}) {
+  const childEnv = {
+    PATH: process.env.PATH,
+    BIND_ADDR: '127.0.0.1:0',
+    INTERNAL_BIND_ADDR: '127.0.0.1:0',
+    DATABASE_URL: db.url,
+    JWT_SECRET,
+    INTERNAL_API_TOKEN: INTERNAL_TOKEN,
+    NODE_ID: nodeId,
+    RUST_LOG: 'info',
+    LOG_FORMAT: 'json',
+    SHUTDOWN_GRACE_MS: '5000',
+    ...(redis ? { REDIS_URL: redis, REDIS_PREFIX: prefix ?? `e2e-${uniq()}` } : {}),
+    ...env,
+  };
+  const child = spawn(GATEWAY_BIN, ['serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs = [];
+  const waiters = [];
+  const onLine = (line) => {
+    let entry;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      entry = { message: line };
+    }
+    logs.push(entry);
+    for (const w of [...waiters]) {
+      if (w.match(entry)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(entry);
+      }
+    }
+  };
+  createInterface({ input: child.stdout }).on('line', onLine);
+  createInterface({ input: child.stderr }).on('line', onLine);
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }));
+  const replica = {
+    nodeId,
+    child,
+    logs,
+    exited,
+    /** Resolves with the first log entry (past or future) that matches. */
+    waitForLog(match, timeoutMs = 20000) {
+      const past = logs.find(match);
+      if (past) return Promise.resolve(past);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${nodeId}: no matching log line`)), timeoutMs);
+        waiters.push({ match, resolve: (e) => { clearTimeout(timer); resolve(e); } });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  const bound = await Promise.race([
+    replica.waitForLog((e) => e.message === 'listeners bound'),
+    exited.then((x) => { throw new Error(`${nodeId} exited early (${JSON.stringify(x)}): ${logs.map((l) => l.message).join(' | ')}`); }),
+  ]);
+  replica.url = `http://${bound.public}`;
+  replica.internalUrl = `http://${bound.internal}`;
+  if (waitReady) await replica.waitForLog((e) => e.message === 'ready: accepting connections');
+  return replica;
+}
+
+/** Starts `n` replicas sharing one Redis prefix (one cluster). */
+export async function startCluster(db, n = 3, opts = {}) {
+  const prefix = `e2e-${uniq()}`;
+  const replicas = await Promise.all(
+    Array.from({ length: n }, (_, i) => startReplica({ db, prefix, nodeId: `${'abcdefgh'[i]}-${uniq()}`, ...opts })),
+  );
+  return { prefix, replicas, stop: () => Promise.all(replicas.map((r) => r.stop())) };
+}
+
+/** A socket.io-client socket that does not reconnect unless asked. */
+export function client(baseUrl, nsp, opts = {}) {
+  return io(baseUrl + nsp, { forceNew: true, reconnection: false, ...opts });
+}
+
+/**
+ * Resolves with { socket, hello } once connected and greeted; rejects with the connect_error.
+ * Events emitted right after connect are recorded in `socket.received` (name -> payloads).
+ */
+export function connectOk(socket) {
+  socket.received ??= new Map();
+  socket.onAny((event, ...args) => {
+    if (!socket.received.has(event)) socket.received.set(event, []);
+    socket.received.get(event).push(args[0]);
+  });
+  return new Promise((resolve, reject) => {
+    socket.once('hello', (hello) => resolve({ socket, hello }));
+    socket.once('connect_error', (err) => reject(new Error(`connect_error: ${err.message}`)));
+  });
+}
+
+/** Resolves with the connect_error message; rejects if the socket connects instead. */
+export function connectError(socket) {
+  return new Promise((resolve, reject) => {
+    socket.once('connect_error', (err) => {
+      socket.close();
+      resolve(err.message);
+    });
+    socket.once('connect', () => {
+      socket.close();
+      reject(new Error('connected, expected connect_error'));
+    });
+  });
+}
+
+/** Resolves with the disconnect reason. */
+export function disconnected(socket) {
+  return new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
+}
+
+/** Resolves with the next payload of `event`. */
+export function nextEvent(socket, event) {
+  return new Promise((resolve) => socket.once(event, resolve));
+}
+
+/** POST to the internal API with the bearer token; resolves { status, body }. */
+export async function internalPost(replica, pathname, body, { token = INTERNAL_TOKEN, raw } = {}) {
+  const res = await fetch(replica.internalUrl + pathname, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: raw ?? JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, body: parsed };
+}
+
+/** PUBLISH on a Redis server, as a backend would (uses redis-cli). */
+export function redisCli(args, redisUrl = REDIS_URL) {
+  const { hostname, port } = new URL(redisUrl);
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', ['-h', hostname, '-p', port || '6379', ...args], (error, stdout) =>
+      error ? reject(error) : resolve(stdout.trim()),
+    );
+  });
+}
+
+/** A free TCP port on loopback. */
+export async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+/** A throwaway redis-server on its own port (for tests that stop and restart Redis). */
+export async function startRedis(port) {
+  port ??= await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const ready = new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.includes('Ready to accept connections')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}`)));
+  });
+  await ready;
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    },
+  };
+}
