@@ -131,9 +131,9 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
     child,
     logs,
     exited,
-    /** Resolves with the first log entry (past or future) that matches. */
-    waitForLog(match, timeoutMs = 20000) {
-      const past = logs.find(match);
+    /** Resolves with the first log entry from index `since` on (past or future) that matches. */
+    waitForLog(match, timeoutMs = 20000, since = 0) {
+      const past = logs.slice(since).find(match);
       if (past) return Promise.resolve(past);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`${nodeId}: no matching log line`)), timeoutMs);
@@ -263,12 +263,42 @@ export async function startRedis(port) {
     child.once('exit', (code) => reject(new Error(`redis-server exited ${code}`)));
   });
   await ready;
+  const exited = once(child, 'exit');
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     async stop() {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
     },
   };
+}
+
+/** Records every payload of `event` on `socket`; `until(pred)` resolves with the first match. */
+export function record(socket, event) {
+  const seen = [];
+  const waiters = [];
+  socket.on(event, (payload) => {
+    seen.push(payload);
+    for (const w of [...waiters]) {
+      if (w.pred(payload)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(payload);
+      }
+    }
+  });
+  return {
+    seen,
+    until(pred = () => true) {
+      const past = seen.find(pred);
+      if (past) return Promise.resolve(past);
+      return new Promise((resolve) => waiters.push({ pred, resolve }));
+    },
+  };
+}
+
+/** Connects a socket with `token` and resolves once greeted (throws on connect_error). */
+export async function connectAs(replica, nsp, token, opts = {}) {
+  const { socket } = await connectOk(client(replica.url, nsp, { auth: { token }, ...opts }));
+  return socket;
 }

@@ -1,0 +1,111 @@
+// A Redis restart under running replicas, and the SIGTERM drain.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  createDatabase, createIdentity, startCluster, startRedis, client, connectAs, connectError,
+  disconnected, internalPost, redisCli, sign,
+} from '../lib/harness.js';
+
+test('after a Redis restart, revocations still reach every replica', async () => {
+  const db = await createDatabase();
+  let redis = await startRedis();
+  const cluster = await startCluster(db, 3, { redis: redis.url });
+  const [A, B, C] = cluster.replicas;
+  try {
+    const u = await createIdentity(db, 'DRIVER');
+    const onA = await connectAs(A, '/drivers', u.token, { transports: ['websocket'] });
+    const onC = await connectAs(C, '/drivers', u.token, { transports: ['polling'] });
+
+    const marks = cluster.replicas.map((r) => r.logs.length);
+    await redis.stop();
+    redis = await startRedis(redis.port);
+    await Promise.all(
+      cluster.replicas.flatMap((r, i) => [
+        r.waitForLog((e) => e.message === 'redis reconnected, adapter channels restored', 30000, marks[i]),
+        r.waitForLog((e) => e.message === 'auth-events subscription restored', 30000, marks[i]),
+      ]),
+    );
+    for (const r of cluster.replicas) {
+      const ready = await fetch(`${r.internalUrl}/readyz`);
+      assert.equal(ready.status, 200, `${r.nodeId} ready again`);
+    }
+    assert.equal(onA.connected && onC.connected, true, 'clients stayed connected through the outage');
+
+    const gone = [disconnected(onA), disconnected(onC)];
+    await db.revokeSession(u.sid);
+    const res = await internalPost(B, `/internal/v1/sessions/${u.sid}/revoke`, { userId: u.userId });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.replicas, 3);
+    for (const reason of await Promise.all(gone)) assert.equal(reason, 'io server disconnect');
+
+    // the channel path too
+    const v = await createIdentity(db, 'PASSENGER');
+    const onB = await connectAs(B, '/passengers', v.token);
+    const goneB = disconnected(onB);
+    const heard = await redisCli(['PUBLISH', `${cluster.prefix}:auth-events`, JSON.stringify({ type: 'session.revoked', sid: v.sid, userId: v.userId })], redis.url);
+    assert.equal(Number(heard), 3);
+    assert.equal(await goneB, 'io server disconnect');
+  } finally {
+    await cluster.stop();
+    await redis.stop();
+    await db.drop();
+  }
+});
+
+test('while Redis is down, a revocation still disconnects local sockets and answers 503', async () => {
+  const db = await createDatabase();
+  let redis = await startRedis();
+  const cluster = await startCluster(db, 1, { redis: redis.url });
+  const [A] = cluster.replicas;
+  try {
+    const u = await createIdentity(db, 'DRIVER');
+    const socket = await connectAs(A, '/drivers', u.token);
+    const gone = disconnected(socket);
+    await redis.stop();
+    const res = await internalPost(A, `/internal/v1/sessions/${u.sid}/revoke`, { userId: u.userId });
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error.code, 'UNAVAILABLE');
+    assert.equal(await gone, 'io server disconnect');
+    const ready = await fetch(`${A.internalUrl}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal((await ready.json()).checks.redis.ok, false);
+  } finally {
+    await cluster.stop();
+    await redis.stop();
+    await db.drop();
+  }
+});
+
+test('SIGTERM drains: clients are disconnected, reconnect to another replica, and the process exits 0 in time', async () => {
+  const db = await createDatabase();
+  const cluster = await startCluster(db, 2);
+  const [A, B] = cluster.replicas;
+  try {
+    const u = await createIdentity(db, 'DRIVER');
+    const retry = { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 50 };
+    const ws = await connectAs(A, '/drivers', u.token, { transports: ['websocket'], ...retry });
+    const polling = await connectAs(A, '/drivers', u.token, { transports: ['polling'], ...retry });
+    const reasons = Promise.all([disconnected(ws), disconnected(polling)]);
+    const retried = Promise.all([ws, polling].map((s) => new Promise((r) => s.io.once('reconnect_attempt', r))));
+    const started = Date.now();
+    A.child.kill('SIGTERM');
+    // Not "io server disconnect": that reason stops socket.io-client from reconnecting.
+    for (const reason of await reasons) assert.match(reason, /^transport (close|error)$/);
+    await retried;
+    ws.close();
+    polling.close();
+    const { code } = await A.exited;
+    assert.equal(code, 0);
+    assert.ok(Date.now() - started < 5000, 'exited within SHUTDOWN_GRACE_MS');
+    assert.ok(A.logs.some((e) => e.message === 'drained'));
+    const healthz = await fetch(`${A.url}/healthz`).catch(() => null);
+    assert.equal(healthz, null, 'the stopped replica accepts nothing');
+
+    const again = await connectAs(B, '/drivers', u.token);
+    assert.equal(again.connected, true);
+    again.close();
+  } finally {
+    await cluster.stop();
+    await db.drop();
+  }
+});
