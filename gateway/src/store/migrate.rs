@@ -82,6 +82,10 @@ async fn ensure_database(config: &tokio_postgres::Config) -> anyhow::Result<bool
 }
 
 async fn apply(client: &mut Client) -> anyhow::Result<Vec<i32>> {
+    // "already exists, skipping" notices are expected on every run after the first.
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
