@@ -91,6 +91,7 @@ export function sign(claims, { secret = JWT_SECRET, algorithm = 'HS256', noExp =
 
 /** Starts `gateway serve` on ephemeral ports and resolves once it accepts connections. */
 export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `node-${uniq()}`, env = {}, waitReady = true } = {}) {
+  prefix ??= `e2e-${uniq()}`;
   const childEnv = {
     PATH: process.env.PATH,
     BIND_ADDR: '127.0.0.1:0',
@@ -102,7 +103,7 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
     RUST_LOG: 'info',
     LOG_FORMAT: 'json',
     SHUTDOWN_GRACE_MS: '5000',
-    ...(redis ? { REDIS_URL: redis, REDIS_PREFIX: prefix ?? `e2e-${uniq()}` } : {}),
+    ...(redis ? { REDIS_URL: redis, REDIS_PREFIX: prefix } : {}),
     ...env,
   };
   const child = spawn(GATEWAY_BIN, ['serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -128,6 +129,7 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
   const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }));
   const replica = {
     nodeId,
+    prefix,
     child,
     logs,
     exited,

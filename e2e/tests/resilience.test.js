@@ -2,8 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createDatabase, createIdentity, startCluster, startRedis, client, connectAs, connectError,
-  disconnected, internalPost, redisCli, sign,
+  createDatabase, createIdentity, startCluster, startReplica, startRedis, connectAs, disconnected,
+  internalPost, redisCli, freePort,
 } from '../lib/harness.js';
 
 test('after a Redis restart, revocations still reach every replica', async () => {
@@ -106,6 +106,34 @@ test('SIGTERM drains: clients are disconnected, reconnect to another replica, an
     again.close();
   } finally {
     await cluster.stop();
+    await db.drop();
+  }
+});
+
+test('a replica started while Redis is down stays not-ready, then serves once Redis is up', async () => {
+  const db = await createDatabase();
+  const port = await freePort();
+  const replica = await startReplica({ db, redis: `redis://127.0.0.1:${port}`, waitReady: false });
+  let redis;
+  try {
+    const healthz = await fetch(`${replica.url}/healthz`);
+    assert.equal(healthz.status, 503, 'not accepting connections yet');
+    const ready = await fetch(`${replica.internalUrl}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal((await ready.json()).checks.redis.ok, false);
+    assert.equal((await fetch(`${replica.internalUrl}/livez`)).status, 200, 'alive while waiting');
+
+    redis = await startRedis(port);
+    await replica.waitForLog((e) => e.message === 'ready: accepting connections', 30000);
+    assert.equal((await fetch(`${replica.internalUrl}/readyz`)).status, 200);
+    const u = await createIdentity(db, 'DRIVER');
+    const socket = await connectAs(replica, '/drivers', u.token);
+    const gone = disconnected(socket);
+    await redisCli(['PUBLISH', `${replica.prefix}:auth-events`, JSON.stringify({ type: 'session.revoked', sid: u.sid, userId: u.userId })], redis.url);
+    assert.equal(await gone, 'io server disconnect');
+  } finally {
+    await replica.stop();
+    await redis?.stop();
     await db.drop();
   }
 });
