@@ -162,30 +162,16 @@ pub enum Published {
 
 /// Fills `at` of a revocation that came without one, and spells a UUID user id the way rooms
 /// spell it (lowercase, hyphenated), whatever spelling the publisher used.
-fn stamped(event: AuthEvent) -> AuthEvent {
-    let canonical = |id: String| uuid::Uuid::parse_str(&id).map_or(id, |u| u.to_string());
-    match event {
-        AuthEvent::SessionRevoked {
-            sid,
-            user_id,
-            reason,
-            at,
-        } => AuthEvent::SessionRevoked {
-            sid,
-            user_id: canonical(user_id),
-            reason,
-            at: at.or_else(|| Some(now_rfc3339())),
-        },
-        AuthEvent::SessionRefreshed {
-            old_sid,
-            new_sid,
-            user_id,
-        } => AuthEvent::SessionRefreshed {
-            old_sid,
-            new_sid,
-            user_id: canonical(user_id),
-        },
+fn stamped(mut event: AuthEvent) -> AuthEvent {
+    let (AuthEvent::SessionRevoked { user_id, .. } | AuthEvent::SessionRefreshed { user_id, .. }) =
+        &mut event;
+    if let Ok(id) = uuid::Uuid::parse_str(user_id) {
+        *user_id = id.to_string();
     }
+    if let AuthEvent::SessionRevoked { at, .. } = &mut event {
+        at.get_or_insert_with(now_rfc3339);
+    }
+    event
 }
 
 pub fn now_rfc3339() -> String {
