@@ -33,11 +33,12 @@ use crate::{
     auth::{handshake::Gatekeeper, jwt::TokenVerifier},
     config::ServeSettings,
     health::Health,
-    internal::{self, InternalState},
+    internal::{self, InternalState, Live},
     realtime::{
-        Io, Layer,
+        Io, Layer, Services, presence,
         sessions::{SessionEvents, auth_events_channel},
     },
+    state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState},
     store::{postgres::PgStore, redis::RedisClients},
 };
 
@@ -99,8 +100,8 @@ impl Application {
 
         let store = PgStore::new(&settings.database).context("cannot set up the database pool")?;
         let health = Arc::new(Health::new(store.clone()));
-        let gate = Arc::new(Gatekeeper::new(TokenVerifier::new(&settings.jwt), store));
-        let sessions = Arc::new(OnceLock::new());
+        let gate = Gatekeeper::new(TokenVerifier::new(&settings.jwt), store);
+        let live = Arc::new(OnceLock::new());
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let internal_server = serve(
@@ -108,7 +109,7 @@ impl Application {
             internal::router(InternalState {
                 token: settings.internal_api_token.clone(),
                 health: health.clone(),
-                sessions: sessions.clone(),
+                live: live.clone(),
                 cluster: settings.redis.is_some(),
             }),
             stop_rx.clone(),
@@ -123,12 +124,18 @@ impl Application {
         tokio::pin!(shutdown);
         let io = tokio::select! {
             started = start_socketio(&settings, gate, &health) => {
-                let (app, io, events) = started?;
+                let (app, started) = started?;
+                presence::spawn_upkeep(
+                    started.io.clone(),
+                    started.state.clone(),
+                    node.clone(),
+                    settings.node_ttl,
+                );
                 let _ = socket_app.set(app);
-                let _ = sessions.set(events);
+                let _ = live.set(started.clone());
                 health.set_serving();
                 tracing::info!(node = %node, "ready: accepting connections");
-                Some(io)
+                Some(started)
             }
             () = &mut shutdown => None,
         };
@@ -138,12 +145,17 @@ impl Application {
 
         let started = Instant::now();
         health.start_draining();
-        tracing::info!(node = %node, sockets = io.as_ref().map_or(0, Io::local_sockets), "draining");
+        let sockets = io.as_ref().map_or(0, |live| live.io.local_sockets());
+        tracing::info!(node = %node, sockets, "draining");
         let drain = async {
             // Stop accepting first, so disconnected clients reconnect to other replicas.
             let _ = stop_tx.send(true);
-            if let Some(io) = &io {
-                io.close().await;
+            if let Some(live) = &io {
+                live.io.close().await;
+                // This replica's drivers start their grace now, not when its lease lapses.
+                if let Err(error) = live.state.release_lease().await {
+                    tracing::warn!(%error, "lease not released");
+                }
             }
             let _ = public_server.await;
             let _ = internal_server.await;
@@ -245,16 +257,36 @@ where
     )
 }
 
+fn state_settings(settings: &ServeSettings) -> StateSettings {
+    StateSettings {
+        node_id: settings.node_id.clone(),
+        location_rate_per_s: settings.location_rate_per_s,
+        presence_grace: settings.presence_grace,
+        node_ttl: settings.node_ttl,
+        trip_ttl: settings.trip_ttl,
+        location_stream_maxlen: settings.location_stream_maxlen,
+    }
+}
+
 /// Builds the Socket.IO server; in cluster mode waits (retrying) until Redis is reachable.
 async fn start_socketio(
     settings: &ServeSettings,
-    gate: Arc<Gatekeeper>,
+    gate: Gatekeeper,
     health: &Health,
-) -> anyhow::Result<(SocketService, Io, Arc<SessionEvents>)> {
+) -> anyhow::Result<(SocketService, Live)> {
     let Some(redis) = &settings.redis else {
-        let (layer, io) = Io::single(settings, gate);
-        let events = Arc::new(SessionEvents::new(io.clone(), None));
-        return Ok((socket_service(layer), io, events));
+        let state: Arc<dyn StateEngine> = Arc::new(MemoryState::new(state_settings(settings)));
+        let services = Arc::new(Services::new(gate, state.clone()));
+        let (layer, io) = Io::single(settings, services);
+        let sessions = Arc::new(SessionEvents::new(io.clone(), None));
+        return Ok((
+            socket_service(layer),
+            Live {
+                io,
+                state,
+                sessions,
+            },
+        ));
     };
     let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
     health.set_redis(clients.clone());
@@ -273,21 +305,39 @@ async fn start_socketio(
     .await
     .context("cannot connect the adapter to Redis")?;
     clients.restore_subscriptions_on_reconnect();
-    let (layer, io) = Io::cluster(settings, gate, adapter).await?;
+    let state: Arc<dyn StateEngine> = Arc::new(RedisState::new(
+        clients.commands.clone(),
+        &settings.redis_prefix,
+        state_settings(settings),
+    ));
+    // A previous run under this NODE_ID may have left drivers behind: their grace starts now.
+    state
+        .release_lease()
+        .await
+        .context("cannot reach the cluster state")?;
+    let services = Arc::new(Services::new(gate, state.clone()));
+    let (layer, io) = Io::cluster(settings, services, adapter).await?;
     clients
         .auth_events
         .init()
         .await
         .context("cannot connect the auth-events listener")?;
     let channel = auth_events_channel(&settings.redis_prefix);
-    let events = Arc::new(SessionEvents::new(
+    let sessions = Arc::new(SessionEvents::new(
         io.clone(),
         Some((clients.commands.clone(), channel.clone())),
     ));
-    events
+    sessions
         .clone()
         .listen(clients.auth_events.clone(), channel)
         .await
         .context("cannot subscribe to the auth-events channel")?;
-    Ok((socket_service(layer), io, events))
+    Ok((
+        socket_service(layer),
+        Live {
+            io,
+            state,
+            sessions,
+        },
+    ))
 }

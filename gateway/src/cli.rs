@@ -74,6 +74,14 @@ pub struct SettingFlags {
     ping_timeout_ms: Option<String>,
     #[arg(long, global = true)]
     shutdown_grace_ms: Option<String>,
+    #[arg(long, global = true)]
+    location_rate_per_s: Option<String>,
+    #[arg(long, global = true)]
+    presence_grace_ms: Option<String>,
+    #[arg(long, global = true)]
+    trip_ttl_s: Option<String>,
+    #[arg(long, global = true)]
+    location_stream_maxlen: Option<String>,
     #[arg(long, global = true, value_name = "FILTER")]
     rust_log: Option<String>,
     #[arg(long, global = true, value_name = "json|pretty")]
@@ -99,6 +107,10 @@ impl SettingFlags {
             ("PING_INTERVAL_MS", self.ping_interval_ms),
             ("PING_TIMEOUT_MS", self.ping_timeout_ms),
             ("SHUTDOWN_GRACE_MS", self.shutdown_grace_ms),
+            ("LOCATION_RATE_PER_S", self.location_rate_per_s),
+            ("PRESENCE_GRACE_MS", self.presence_grace_ms),
+            ("TRIP_TTL_S", self.trip_ttl_s),
+            ("LOCATION_STREAM_MAXLEN", self.location_stream_maxlen),
             ("RUST_LOG", self.rust_log),
             ("LOG_FORMAT", self.log_format),
         ]

@@ -222,6 +222,14 @@ pub struct ServeSettings {
     pub ping_timeout: Duration,
     /// Bound on the SIGTERM drain.
     pub shutdown_grace: Duration,
+    /// `driver:location` updates accepted per driver per second; the excess is RATE_LIMITED.
+    pub location_rate_per_s: u32,
+    /// How long a driver with no socket anywhere keeps their status before turning OFFLINE.
+    pub presence_grace: Duration,
+    /// How long the gateway remembers a trip's status and driver.
+    pub trip_ttl: Duration,
+    /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
+    pub location_stream_maxlen: u64,
     /// Accepted for forward compatibility; trace export is not built yet (see README).
     pub otlp_endpoint: Option<String>,
     pub log: LogSettings,
@@ -288,10 +296,34 @@ impl ServeSettings {
             ping_interval: src.millis("PING_INTERVAL_MS", 25_000)?,
             ping_timeout: src.millis("PING_TIMEOUT_MS", 20_000)?,
             shutdown_grace: src.millis("SHUTDOWN_GRACE_MS", 25_000)?,
+            location_rate_per_s: positive(src, "LOCATION_RATE_PER_S", 10)?,
+            presence_grace: src.millis("PRESENCE_GRACE_MS", 30_000)?,
+            trip_ttl: Duration::from_secs(positive(src, "TRIP_TTL_S", 86_400)?),
+            location_stream_maxlen: src.parsed(
+                "LOCATION_STREAM_MAXLEN",
+                100_000,
+                "a number of entries",
+            )?,
             otlp_endpoint: src.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             log: LogSettings::load(src)?,
         })
     }
+}
+
+/// A positive integer setting.
+fn positive<T: FromStr + Default + PartialOrd>(
+    src: &Source,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    let value = src.parsed(name, default, "a positive integer")?;
+    if value <= T::default() {
+        return Err(ConfigError {
+            name,
+            problem: "must be greater than 0".into(),
+        });
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -320,6 +352,9 @@ mod tests {
         assert_eq!(s.ping_timeout, Duration::from_secs(20));
         assert_eq!(s.shutdown_grace, Duration::from_secs(25));
         assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.location_rate_per_s, 10);
+        assert_eq!(s.presence_grace, Duration::from_secs(30));
+        assert_eq!(s.trip_ttl, Duration::from_secs(86_400));
     }
 
     #[test]
@@ -342,6 +377,9 @@ mod tests {
             ("MAX_PAYLOAD_BYTES", "lots"),
             ("LOG_FORMAT", "xml"),
             ("REDIS_PREFIX", "a b"),
+            ("LOCATION_RATE_PER_S", "0"),
+            ("PRESENCE_GRACE_MS", "soon"),
+            ("TRIP_TTL_S", "-1"),
         ] {
             let err = serve(&[(name, value)]).expect_err(name);
             assert_eq!(err.name, name);

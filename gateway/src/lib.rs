@@ -22,5 +22,6 @@ pub mod config;
 pub mod health;
 pub mod internal;
 pub mod realtime;
+pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -1,11 +1,42 @@
-//! Server-to-client events and their payloads.
+//! Event names and payloads between clients and the gateway (`../shared/spec/events.md`).
+//! Payload fields are camelCase; optional numbers that were not sent are `null` when emitted.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+// --- server -> client -----------------------------------------------------------------------
 
 /// Sent to a socket right after a successful handshake.
 pub const HELLO: &str = "hello";
 /// Sent to a user's other sockets when one of their sessions is revoked.
 pub const AUTH_SESSION_REVOKED: &str = "auth:session_revoked";
+/// To admins: a driver's status changed.
+pub const DRIVER_STATUS_CHANGED: &str = "driver:status_changed";
+/// To admins: a driver's position (at most once a second per driver). Also the client event name.
+pub const DRIVER_LOCATION: &str = "driver:location";
+/// To the passenger, the driver and admins: a trip's status changed.
+pub const TRIP_UPDATED: &str = "trip:updated";
+/// To the passenger of a driver's active trip: every accepted position of that driver.
+pub const TRIP_DRIVER_LOCATION: &str = "trip:driver_location";
+/// To a driver, with an acknowledgement: dispatch offers a trip.
+pub const TRIP_OFFER: &str = "trip:offer";
+
+// --- client -> server -----------------------------------------------------------------------
+
+/// Driver sets ONLINE, BUSY or OFFLINE.
+pub const DRIVER_STATUS: &str = "driver:status";
+pub const ADMIN_STATS: &str = "admin:stats";
+pub const ADMIN_DRIVERS_NEARBY: &str = "admin:drivers_nearby";
+pub const ADMIN_DRIVER_STATE: &str = "admin:driver_state";
+pub const ADMIN_DISCONNECT_SESSION: &str = "admin:disconnect_session";
+
+/// Event names a backend may not emit through the generic push endpoint.
+pub fn is_reserved(event: &str) -> bool {
+    matches!(
+        event,
+        "connect" | "connect_error" | "disconnect" | "disconnecting" | HELLO
+    ) || event.starts_with("auth:")
+}
 
 /// Payload of [`HELLO`]: `{ "ok": true, "nsp": "/drivers" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,4 +52,183 @@ pub struct SessionRevokedNotice {
     pub reason: String,
     /// RFC 3339, when the revocation happened (as published, else when the gateway accepted it).
     pub at: String,
+}
+
+/// A driver's availability. `OFFLINE` until the driver sets it; only `ONLINE` is *available*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DriverStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+impl DriverStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ONLINE" => Self::Online,
+            "BUSY" => Self::Busy,
+            "OFFLINE" => Self::Offline,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "ONLINE",
+            Self::Busy => "BUSY",
+            Self::Offline => "OFFLINE",
+        }
+    }
+}
+
+/// Payload of [`DRIVER_STATUS_CHANGED`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverStatusChanged {
+    pub driver_id: String,
+    pub status: DriverStatus,
+    pub at: String,
+}
+
+/// Payload of [`DRIVER_LOCATION`] as admins receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverLocationUpdate {
+    pub driver_id: String,
+    pub lat: f64,
+    pub lng: f64,
+    pub heading: Option<f64>,
+    pub speed: Option<f64>,
+    pub at: String,
+}
+
+/// Payload of [`TRIP_DRIVER_LOCATION`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TripDriverLocation {
+    pub trip_id: String,
+    pub driver_id: String,
+    pub lat: f64,
+    pub lng: f64,
+    pub heading: Option<f64>,
+    pub speed: Option<f64>,
+    pub at: String,
+}
+
+/// A trip's status, in lifecycle order (`CANCELLED` ends it from any state before the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TripStatus {
+    Requested,
+    DriverAssigned,
+    DriverArriving,
+    DriverArrived,
+    Started,
+    Completed,
+    Cancelled,
+}
+
+impl TripStatus {
+    pub const ALL: [TripStatus; 7] = [
+        Self::Requested,
+        Self::DriverAssigned,
+        Self::DriverArriving,
+        Self::DriverArrived,
+        Self::Started,
+        Self::Completed,
+        Self::Cancelled,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "REQUESTED",
+            Self::DriverAssigned => "DRIVER_ASSIGNED",
+            Self::DriverArriving => "DRIVER_ARRIVING",
+            Self::DriverArrived => "DRIVER_ARRIVED",
+            Self::Started => "STARTED",
+            Self::Completed => "COMPLETED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Whether the trip is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled)
+    }
+}
+
+/// Payload of [`TRIP_UPDATED`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TripUpdated {
+    pub trip_id: String,
+    pub status: TripStatus,
+    pub passenger_id: String,
+    pub driver_id: Option<String>,
+    pub data: Value,
+    pub at: String,
+}
+
+/// Payload of [`TRIP_OFFER`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TripOffer {
+    pub offer_id: String,
+    pub trip_id: String,
+    /// RFC 3339: after this the offer is void.
+    pub expires_at: String,
+    pub data: Value,
+}
+
+/// The driver app's answer to a [`TRIP_OFFER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferAnswer {
+    pub accept: bool,
+}
+
+/// Error codes of acknowledgements (`{ ok: false, error: { code, message } }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AckErrorCode {
+    InvalidPayload,
+    RateLimited,
+    Forbidden,
+    NotFound,
+    Unavailable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_are_refused() {
+        for name in [
+            "connect",
+            "connect_error",
+            "disconnect",
+            "disconnecting",
+            "hello",
+            "auth:x",
+        ] {
+            assert!(is_reserved(name), "{name}");
+        }
+        assert!(!is_reserved("promo:banner"));
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for t in TripStatus::ALL {
+            assert_eq!(TripStatus::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(DriverStatus::parse("ONLINE"), Some(DriverStatus::Online));
+        assert_eq!(DriverStatus::parse("online"), None);
+        let json = serde_json::to_value(TripStatus::DriverAssigned).expect("serialize");
+        assert_eq!(json, "DRIVER_ASSIGNED");
+    }
 }

@@ -34,3 +34,42 @@ mod tests {
         assert_eq!(super::admin_org("acme"), "admin:org:acme");
     }
 }
+
+/// Whether `room` is of a kind the generic push endpoint may target.
+pub fn is_pushable(room: &str) -> bool {
+    if room == ADMIN_ALL {
+        return true;
+    }
+    ["driver:", "passenger:", "session:", "admin:org:"]
+        .iter()
+        .any(|prefix| {
+            room.strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty())
+        })
+}
+
+#[cfg(test)]
+mod push_tests {
+    #[test]
+    fn only_the_contract_kinds_are_pushable() {
+        for ok in [
+            "driver:1",
+            "passenger:2",
+            "session:s",
+            "admin:all",
+            "admin:org:acme",
+        ] {
+            assert!(super::is_pushable(ok), "{ok}");
+        }
+        for bad in [
+            "driver:",
+            "admin:other",
+            "socket-id",
+            "",
+            "trip:1",
+            "admin:org:",
+        ] {
+            assert!(!super::is_pushable(bad), "{bad}");
+        }
+    }
+}

@@ -37,6 +37,13 @@ impl ApiError {
     }
 }
 
+impl From<crate::state::StateError> for ApiError {
+    fn from(error: crate::state::StateError) -> Self {
+        tracing::error!(%error, "internal request failed: state unavailable");
+        Self::Unavailable("the state store is unreachable; retry".into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

@@ -1,12 +1,16 @@
-//! The internal HTTP API (internal listener): auth events and probes.
+//! The internal HTTP API (internal listener): auth events, trips, offers, generic push, probes.
 //!
 //! Everything under `/internal/v1/` needs `Authorization: Bearer $INTERNAL_API_TOKEN`; probes
 //! do not (kubelets carry no token). Errors are [`ApiError`]s, bodies JSON.
 
 mod body;
+mod emit;
 mod error;
+mod fields;
+mod offers;
 mod probes;
 mod sessions;
+mod trips;
 
 use std::sync::Arc;
 
@@ -22,7 +26,12 @@ use axum::{
 pub use error::ApiError;
 pub use probes::healthz;
 
-use crate::{config::Secret, health::Health, realtime::sessions::SessionEvents};
+use crate::{
+    config::Secret,
+    health::Health,
+    realtime::{Io, sessions::SessionEvents},
+    state::StateEngine,
+};
 
 /// Largest request body of the internal API.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -32,15 +41,34 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct InternalState {
     pub token: Secret,
     pub health: Arc<Health>,
-    /// Set once Socket.IO is up; until then auth events answer 503.
-    pub sessions: Arc<std::sync::OnceLock<Arc<SessionEvents>>>,
+    /// Set once Socket.IO is up; until then the API answers 503.
+    pub live: Arc<std::sync::OnceLock<Live>>,
     pub cluster: bool,
+}
+
+/// What the endpoints act on, once the replica has started.
+#[derive(Clone)]
+pub struct Live {
+    pub io: Io,
+    pub state: Arc<dyn StateEngine>,
+    pub sessions: Arc<SessionEvents>,
+}
+
+impl InternalState {
+    fn live(&self) -> Result<&Live, ApiError> {
+        self.live
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("the replica is starting".into()))
+    }
 }
 
 pub fn router(state: InternalState) -> Router {
     let api = Router::new()
         .route("/sessions/{sid}/revoke", post(sessions::revoke))
         .route("/sessions/{sid}/refresh", post(sessions::refresh))
+        .route("/trips/{trip_id}/events", post(trips::event))
+        .route("/drivers/{driver_id}/offers", post(offers::offer))
+        .route("/emit", post(emit::emit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_bearer,

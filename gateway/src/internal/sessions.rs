@@ -6,12 +6,11 @@ use axum::{
 };
 use serde_json::{Value, json};
 use shared::auth_events::{AuthEvent, RefreshRequest, RevokeRequest};
-use uuid::Uuid;
 
-use super::{ApiError, InternalState, body::JsonBody};
+use super::{ApiError, InternalState, body::JsonBody, fields};
 use crate::realtime::sessions::Published;
 
-/// Longest `sid` or `reason` accepted: a jti is an id, a reason a word or two.
+/// Longest `reason` accepted: a word or two.
 const MAX_FIELD_CHARS: usize = 256;
 
 pub async fn revoke(
@@ -19,8 +18,8 @@ pub async fn revoke(
     Path(sid): Path<String>,
     JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let sid = checked_sid("sid", sid)?;
-    let user_id = checked_user_id(&body.user_id)?;
+    let sid = fields::id("sid", &sid)?;
+    let user_id = fields::uuid("userId", &body.user_id)?;
     if body
         .reason
         .as_ref()
@@ -47,9 +46,9 @@ pub async fn refresh(
     Path(old_sid): Path<String>,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let old_sid = checked_sid("oldSid", old_sid)?;
-    let user_id = checked_user_id(&body.user_id)?;
-    let new_sid = checked_sid("newSid", body.new_sid)?;
+    let old_sid = fields::id("oldSid", &old_sid)?;
+    let user_id = fields::uuid("userId", &body.user_id)?;
+    let new_sid = fields::id("newSid", &body.new_sid)?;
     publish(
         &state,
         AuthEvent::SessionRefreshed {
@@ -62,11 +61,7 @@ pub async fn refresh(
 }
 
 async fn publish(state: &InternalState, event: AuthEvent) -> Result<Json<Value>, ApiError> {
-    let sessions = state
-        .sessions
-        .get()
-        .ok_or_else(|| ApiError::Unavailable("the replica is starting".into()))?;
-    match sessions.publish(event).await {
+    match state.live()?.sessions.publish(event).await {
         Ok(Published::Broadcast { replicas }) => {
             Ok(Json(json!({ "ok": true, "replicas": replicas })))
         }
@@ -83,20 +78,4 @@ async fn publish(state: &InternalState, event: AuthEvent) -> Result<Json<Value>,
             ))
         }
     }
-}
-
-fn checked_sid(field: &str, sid: String) -> Result<String, ApiError> {
-    let trimmed = sid.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > MAX_FIELD_CHARS {
-        return Err(ApiError::InvalidPayload(format!(
-            "{field} must be a non-empty string of at most {MAX_FIELD_CHARS} characters"
-        )));
-    }
-    Ok(trimmed.to_owned())
-}
-
-fn checked_user_id(user_id: &str) -> Result<String, ApiError> {
-    Uuid::parse_str(user_id)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::InvalidPayload("userId must be a UUID".into()))
 }

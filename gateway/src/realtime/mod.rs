@@ -1,23 +1,38 @@
-//! The Socket.IO side: namespaces, the handshake middleware, rooms, and the cluster adapter.
+//! The Socket.IO side: namespaces, the handshake middleware, rooms, client events, and the
+//! cluster adapter.
 //!
 //! Handlers are generic over the adapter, so one body of code serves a single replica (in-memory
 //! adapter) and the cluster (Redis adapter over fred). [`Io`] is the one place that tells the two
 //! apart for the rest of the gateway.
 
+pub mod ack;
+pub mod admin;
+pub mod clock;
 pub mod context;
+pub mod drivers;
+pub mod emit;
+pub mod presence;
 pub mod sessions;
+pub mod throttle;
+pub mod validate;
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use serde_json::Value;
 use shared::{
-    events::{HELLO, Hello},
+    events::{
+        ADMIN_DISCONNECT_SESSION, ADMIN_DRIVER_STATE, ADMIN_DRIVERS_NEARBY, ADMIN_STATS,
+        DRIVER_LOCATION, DRIVER_STATUS, HELLO, Hello,
+    },
     namespace::Namespace,
 };
 use socketioxide::{
     SocketIo, SocketIoBuilder,
     adapter::{Adapter, Emitter, LocalAdapter},
-    extract::{SocketRef, TryData},
+    extract::{AckSender, Event, SocketRef, TryData},
     handler::ConnectHandler,
     layer::SocketIoLayer,
     socket::DisconnectReason,
@@ -28,11 +43,37 @@ use socketioxide_redis::{FredAdapter, RedisAdapterCtr, drivers::fred::FredDriver
 use crate::{
     auth::handshake::{Gatekeeper, HandshakeError},
     config::ServeSettings,
+    state::StateEngine,
 };
+use ack::EventError;
 use context::SocketContext;
+use presence::LocalPresence;
+use throttle::{AdminLocationThrottle, EventBudget};
 
 /// The adapter of cluster mode.
 pub type ClusterAdapter = FredAdapter<Emitter>;
+
+/// What the socket handlers share.
+pub struct Services {
+    pub gate: Gatekeeper,
+    pub state: Arc<dyn StateEngine>,
+    pub presence: LocalPresence,
+    pub admin_throttle: AdminLocationThrottle,
+    /// Events no handler knows, ignored; counted for operators.
+    pub unknown_events: AtomicU64,
+}
+
+impl Services {
+    pub fn new(gate: Gatekeeper, state: Arc<dyn StateEngine>) -> Self {
+        Self {
+            gate,
+            state,
+            presence: LocalPresence::default(),
+            admin_throttle: AdminLocationThrottle::default(),
+            unknown_events: AtomicU64::new(0),
+        }
+    }
+}
 
 /// This replica's Socket.IO server, in either mode.
 #[derive(Clone)]
@@ -49,10 +90,10 @@ pub enum Layer {
 
 impl Io {
     /// A single replica: in-memory adapter, namespaces ready at once.
-    pub fn single(settings: &ServeSettings, gate: Arc<Gatekeeper>) -> (Layer, Io) {
+    pub fn single(settings: &ServeSettings, svc: Arc<Services>) -> (Layer, Io) {
         let (layer, io) = engine(settings).build_layer();
         for ns in Namespace::ALL {
-            io.ns(ns.path(), handler::<LocalAdapter>(ns, gate.clone()));
+            io.ns(ns.path(), handler::<LocalAdapter>(ns, svc.clone()));
         }
         (Layer::Single(layer), Io::Single(io))
     }
@@ -60,14 +101,14 @@ impl Io {
     /// A cluster replica: each namespace exists once its adapter channels are subscribed.
     pub async fn cluster(
         settings: &ServeSettings,
-        gate: Arc<Gatekeeper>,
+        svc: Arc<Services>,
         adapter: RedisAdapterCtr<FredDriver>,
     ) -> anyhow::Result<(Layer, Io)> {
         let (layer, io) = engine(settings)
             .with_adapter::<ClusterAdapter>(adapter)
             .build_layer();
         for ns in Namespace::ALL {
-            io.ns(ns.path(), handler::<ClusterAdapter>(ns, gate.clone()))
+            io.ns(ns.path(), handler::<ClusterAdapter>(ns, svc.clone()))
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot subscribe namespace {ns}: {e}"))?;
         }
@@ -82,19 +123,28 @@ impl Io {
         }
     }
 
-    /// Sockets connected to this replica, all namespaces.
-    pub fn local_sockets(&self) -> usize {
-        fn count<A: Adapter>(io: &SocketIo<A>) -> usize {
-            Namespace::ALL
-                .iter()
-                .filter_map(|ns| io.of(ns.path()))
-                .map(|op| op.local().sockets().len())
-                .sum()
+    /// Sockets connected to this replica: (drivers, passengers, admin).
+    pub fn local_counts(&self) -> (u64, u64, u64) {
+        fn count<A: Adapter>(io: &SocketIo<A>, ns: Namespace) -> u64 {
+            io.of(ns.path())
+                .map_or(0, |op| op.local().sockets().len() as u64)
+        }
+        fn all<A: Adapter>(io: &SocketIo<A>) -> (u64, u64, u64) {
+            (
+                count(io, Namespace::Drivers),
+                count(io, Namespace::Passengers),
+                count(io, Namespace::Admin),
+            )
         }
         match self {
-            Io::Single(io) => count(io),
-            Io::Cluster(io) => count(io),
+            Io::Single(io) => all(io),
+            Io::Cluster(io) => all(io),
         }
+    }
+
+    pub fn local_sockets(&self) -> u64 {
+        let (d, p, a) = self.local_counts();
+        d + p + a
     }
 }
 
@@ -111,15 +161,20 @@ fn engine(settings: &ServeSettings) -> SocketIoBuilder<LocalAdapter> {
 }
 
 /// The connect handler of `ns`, behind the handshake middleware.
-fn handler<A>(ns: Namespace, gate: Arc<Gatekeeper>) -> impl ConnectHandler<A, (SocketRef<A>,)>
+fn handler<A>(ns: Namespace, svc: Arc<Services>) -> impl ConnectHandler<A, (SocketRef<A>,)>
 where
     A: Adapter + DefinedAdapter,
 {
+    let gate_svc = svc.clone();
     let admit = move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
-        let gate = gate.clone();
-        async move { admit(ns, &s, auth.ok(), &gate).await }
+        let svc = gate_svc.clone();
+        async move { admit(ns, &s, auth.ok(), &svc.gate).await }
     };
-    on_connect::<A>.with(admit)
+    let connect = move |s: SocketRef<A>| {
+        let svc = svc.clone();
+        async move { on_connect(ns, s, svc).await }
+    };
+    connect.with(admit)
 }
 
 /// The handshake (middleware): on success the socket carries its [`SocketContext`]; on failure
@@ -150,8 +205,8 @@ async fn admit<A: Adapter>(
     }
 }
 
-/// After a successful handshake: join the contract's rooms, then say hello.
-async fn on_connect<A: Adapter>(s: SocketRef<A>) {
+/// After a successful handshake: join the contract's rooms, wire the namespace's events, say hello.
+async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Services>) {
     let Some(ctx) = s.extensions.get::<Arc<SocketContext>>() else {
         // Unreachable: the middleware stores the context before the socket connects.
         tracing::error!(socket = %s.id, "socket without context; disconnecting");
@@ -159,6 +214,67 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>) {
         return;
     };
     s.join(ctx.rooms());
+    s.extensions.insert(Arc::new(EventBudget::default()));
+    match ns {
+        Namespace::Drivers => {
+            on_event(
+                &s,
+                &svc,
+                DRIVER_STATUS,
+                |svc, io, ctx, payload| async move {
+                    drivers::status(&svc, &io, ctx.user_id(), payload).await
+                },
+            );
+            on_event(
+                &s,
+                &svc,
+                DRIVER_LOCATION,
+                |svc, io, ctx, payload| async move {
+                    drivers::location(&svc, &io, ctx.user_id(), payload).await
+                },
+            );
+            svc.presence.opened(svc.state.as_ref(), ctx.user_id()).await;
+        }
+        Namespace::Admin => {
+            on_event(&s, &svc, ADMIN_STATS, |svc, _, _, _| async move {
+                admin::stats(&svc).await
+            });
+            on_event(
+                &s,
+                &svc,
+                ADMIN_DRIVERS_NEARBY,
+                |svc, _, _, payload| async move { admin::drivers_nearby(&svc, payload).await },
+            );
+            on_event(
+                &s,
+                &svc,
+                ADMIN_DRIVER_STATE,
+                |svc, _, _, payload| async move { admin::driver_state(&svc, payload).await },
+            );
+            on_event(
+                &s,
+                &svc,
+                ADMIN_DISCONNECT_SESSION,
+                |_, io, ctx, payload| async move {
+                    match ctx.as_ref() {
+                        SocketContext::Admin(data) => {
+                            admin::disconnect_session(&io, data, payload).await
+                        }
+                        _ => Err(EventError::Forbidden("admins only".into())),
+                    }
+                },
+            );
+        }
+        Namespace::Passengers => {}
+    }
+    let unknown_svc = svc.clone();
+    s.on_fallback(move |s: SocketRef<A>, Event(event): Event| {
+        let svc = unknown_svc.clone();
+        async move {
+            svc.unknown_events.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(socket = %s.id, event, "unknown event ignored");
+        }
+    });
     let hello = Hello {
         ok: true,
         nsp: s.ns().to_owned(),
@@ -170,11 +286,56 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>) {
         nsp = s.ns(), socket = %s.id, user = ctx.user_id(), sid = ctx.sid(),
         transport = ?s.transport_type(), "socket connected"
     );
-    s.on_disconnect(on_disconnect::<A>);
+    s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
+        let svc = svc.clone();
+        async move { on_disconnect(ns, s, reason, svc).await }
+    });
 }
 
-async fn on_disconnect<A: Adapter>(s: SocketRef<A>, reason: DisconnectReason) {
+/// Wires `event` to `handle`, with the flood budget, validation of the socket's context, and the
+/// acknowledgement of the outcome (also for events sent without a callback: processed the same).
+fn on_event<A, F, Fut>(s: &SocketRef<A>, svc: &Arc<Services>, event: &'static str, handle: F)
+where
+    A: Adapter,
+    F: Fn(Arc<Services>, SocketIo<A>, Arc<SocketContext>, Option<Value>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = Result<ack::Reply, EventError>> + Send + 'static,
+{
+    let svc = svc.clone();
+    s.on(
+        event,
+        move |s: SocketRef<A>, io: SocketIo<A>, TryData(payload): TryData<Value>, reply: AckSender<A>| {
+            let svc = svc.clone();
+            let handle = handle.clone();
+            async move {
+                let budget = s.extensions.get::<Arc<EventBudget>>();
+                let outcome = match s.extensions.get::<Arc<SocketContext>>() {
+                    _ if budget.is_some_and(|b| !b.take()) => Err(EventError::RateLimited),
+                    Some(ctx) => handle(svc, io, ctx, payload.ok()).await,
+                    None => Err(EventError::Forbidden("not authenticated".into())),
+                };
+                if let Err(error) = &outcome {
+                    tracing::debug!(socket = %s.id, event, code = ?error.code(), %error, "event refused");
+                }
+                ack::send(reply, outcome);
+            }
+        },
+    );
+}
+
+async fn on_disconnect<A: Adapter>(
+    ns: Namespace,
+    s: SocketRef<A>,
+    reason: DisconnectReason,
+    svc: Arc<Services>,
+) {
     let ctx = s.extensions.get::<Arc<SocketContext>>();
+    if let (Namespace::Drivers, Some(ctx)) = (ns, ctx.as_deref()) {
+        svc.presence.closed(svc.state.as_ref(), ctx.user_id()).await;
+    }
     tracing::info!(
         nsp = s.ns(), socket = %s.id,
         user = ctx.as_deref().map(SocketContext::user_id).unwrap_or("unknown"),

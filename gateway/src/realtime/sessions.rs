@@ -17,9 +17,8 @@ use shared::{
     rooms,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::Io;
+use super::{Io, clock::now_rfc3339};
 
 /// Name of the auth-events channel of a cluster.
 pub fn auth_events_channel(prefix: &str) -> String {
@@ -172,12 +171,6 @@ fn stamped(mut event: AuthEvent) -> AuthEvent {
         at.get_or_insert_with(now_rfc3339);
     }
     event
-}
-
-pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent) -> LocalEffect {

@@ -1,0 +1,56 @@
+//! `POST /internal/v1/emit`: generic push to rooms of the contract's kinds, cluster-wide.
+
+use axum::{Json, extract::State};
+use serde_json::{Value, json};
+use shared::{events::is_reserved, namespace::Namespace, rooms::is_pushable};
+
+use super::{ApiError, InternalState, body::JsonBody};
+
+const MAX_ROOMS: usize = 1_000;
+const MAX_EVENT_CHARS: usize = 128;
+
+pub async fn emit(
+    State(state): State<InternalState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let live = state.live()?;
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidPayload(
+            "body must be a JSON object".into(),
+        ));
+    };
+    let invalid = |m: &str| ApiError::InvalidPayload(m.into());
+    let ns = body
+        .get("namespace")
+        .and_then(Value::as_str)
+        .and_then(Namespace::from_path)
+        .ok_or_else(|| invalid("namespace must be /drivers, /passengers or /admin"))?;
+    let rooms: Vec<String> = match body.get("rooms") {
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_ROOMS => items
+            .iter()
+            .map(|r| match r.as_str() {
+                Some(room) if is_pushable(room) => Ok(room.to_owned()),
+                _ => Err(invalid(
+                    "rooms must be driver:{id}, passenger:{id}, session:{sid}, admin:all or admin:org:{id}",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid("rooms must be a non-empty array of room names")),
+    };
+    let event = match body.get("event").and_then(Value::as_str) {
+        Some(e) if e.is_empty() || e.chars().count() > MAX_EVENT_CHARS => {
+            return Err(invalid(
+                "event must be a non-empty string of at most 128 characters",
+            ));
+        }
+        Some(e) if is_reserved(e) => return Err(invalid("event is a reserved name")),
+        Some(e) => e.to_owned(),
+        None => return Err(invalid("event is required")),
+    };
+    let data = body.remove("data").unwrap_or(Value::Null);
+    live.io
+        .emit(ns, rooms, &event, &data)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({ "ok": true })))
+}

@@ -1,0 +1,78 @@
+//! `POST /internal/v1/drivers/{driverId}/offers`: offer a trip to one driver and wait for the
+//! first well-formed answer of any of the driver's sockets, on whichever replica holds them.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+use shared::events::TripOffer;
+use time::OffsetDateTime;
+
+use super::{ApiError, InternalState, body::JsonBody, fields};
+use crate::realtime::clock::format_rfc3339;
+
+pub const MAX_EXPIRES_IN_MS: u64 = 30_000;
+
+pub async fn offer(
+    State(state): State<InternalState>,
+    Path(driver_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let live = state.live()?;
+    let driver_id = fields::uuid("driverId", &driver_id)?;
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidPayload(
+            "body must be a JSON object".into(),
+        ));
+    };
+    let offer_id = fields::required_id(&body, "offerId")?;
+    let trip_id = fields::required_id(&body, "tripId")?;
+    let expires_in_ms = body
+        .get("expiresInMs")
+        .and_then(Value::as_u64)
+        .filter(|ms| (1..=MAX_EXPIRES_IN_MS).contains(ms))
+        .ok_or_else(|| {
+            ApiError::InvalidPayload(format!(
+                "expiresInMs must be an integer within [1, {MAX_EXPIRES_IN_MS}]"
+            ))
+        })?;
+    let expires_in = Duration::from_millis(expires_in_ms);
+    // Nobody there: answer now rather than after the timeout.
+    if !live.state.is_present(&driver_id).await? {
+        return Ok(not_delivered(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "the driver has no socket connected",
+        ));
+    }
+    let payload = TripOffer {
+        offer_id,
+        trip_id,
+        expires_at: format_rfc3339(OffsetDateTime::now_utc() + expires_in),
+        data: body.remove("data").unwrap_or(Value::Null),
+    };
+    match live.io.offer(&driver_id, &payload, expires_in).await {
+        Ok(Some(answer)) => {
+            Ok(Json(json!({ "ok": true, "delivered": true, "response": answer })).into_response())
+        }
+        Ok(None) => Ok(not_delivered(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UNAVAILABLE",
+            "no answer from the driver within expiresInMs",
+        )),
+        Err(error) => Err(ApiError::Unavailable(error.to_string())),
+    }
+}
+
+fn not_delivered(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "delivered": false, "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}

@@ -1,0 +1,139 @@
+//! `POST /internal/v1/trips/{tripId}/events`: the trip lifecycle, decided by
+//! [`crate::state::trips::decide`] and stored compare-and-set, then emitted.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde_json::{Value, json};
+use shared::{
+    events::{TRIP_UPDATED, TripStatus, TripUpdated},
+    namespace::Namespace,
+    rooms,
+};
+
+use super::{ApiError, InternalState, body::JsonBody, fields};
+use crate::{
+    realtime::clock::now_rfc3339,
+    state::{
+        TripWrite,
+        trips::{TripDecision, TripEvent, decide},
+    },
+};
+
+/// Concurrent writers of one trip retry this often before giving up with 409.
+const MAX_ATTEMPTS: usize = 5;
+
+pub async fn event(
+    State(state): State<InternalState>,
+    Path(trip_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let live = state.live()?;
+    let trip_id = fields::id("tripId", &trip_id)?;
+    let (event, data) = parse(body)?;
+    for _ in 0..MAX_ATTEMPTS {
+        let current = live.state.trip(&trip_id).await?;
+        let (status, driver_id, bind, unbind, replaced_driver) =
+            match decide(current.as_ref(), &event) {
+                TripDecision::Duplicate => {
+                    return Ok(Json(json!({ "ok": true, "duplicate": true })));
+                }
+                TripDecision::Conflict(message) => return Err(ApiError::Conflict(message)),
+                TripDecision::Accept {
+                    status,
+                    driver_id,
+                    bind,
+                    unbind,
+                    replaced_driver,
+                } => (status, driver_id, bind, unbind, replaced_driver),
+            };
+        let write = TripWrite {
+            trip_id: trip_id.clone(),
+            expected_version: current.map(|t| t.version),
+            status,
+            passenger_id: event.passenger_id.clone(),
+            driver_id: driver_id.clone(),
+            bind,
+            unbind,
+        };
+        if !live.state.write_trip(&write).await? {
+            continue; // another event of this trip landed in between: decide again
+        }
+        let update = TripUpdated {
+            trip_id: trip_id.clone(),
+            status,
+            passenger_id: event.passenger_id.clone(),
+            driver_id: driver_id.clone(),
+            data: data.clone(),
+            at: now_rfc3339(),
+        };
+        let mut delivered = true;
+        let send = |ns: Namespace, room: String, payload: TripUpdated| {
+            let io = live.io.clone();
+            async move {
+                io.emit(ns, vec![room], TRIP_UPDATED, &payload)
+                    .await
+                    .is_ok()
+            }
+        };
+        delivered &= send(
+            Namespace::Passengers,
+            rooms::passenger(&update.passenger_id),
+            update.clone(),
+        )
+        .await;
+        if let Some(driver) = &driver_id {
+            delivered &= send(Namespace::Drivers, rooms::driver(driver), update.clone()).await;
+        }
+        delivered &= send(Namespace::Admin, rooms::ADMIN_ALL.into(), update.clone()).await;
+        if let Some(previous) = replaced_driver {
+            let cancelled = TripUpdated {
+                status: TripStatus::Cancelled,
+                driver_id: Some(previous.clone()),
+                ..update
+            };
+            delivered &= send(Namespace::Drivers, rooms::driver(&previous), cancelled).await;
+        }
+        if !delivered {
+            return Err(ApiError::Unavailable(
+                "stored, but delivered on this replica only: the cluster is unreachable".into(),
+            ));
+        }
+        return Ok(Json(json!({ "ok": true })));
+    }
+    Err(ApiError::Conflict(
+        "the trip is being updated concurrently; retry".into(),
+    ))
+}
+
+/// `{ type, passengerId, driverId?, data? }`; 400 names the first problem.
+fn parse(body: Value) -> Result<(TripEvent, Value), ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidPayload(
+            "body must be a JSON object".into(),
+        ));
+    };
+    let status = match body.get("type") {
+        Some(Value::String(t)) => TripStatus::parse(t)
+            .ok_or_else(|| ApiError::InvalidPayload(format!("unknown trip event type {t:?}")))?,
+        Some(_) => return Err(ApiError::InvalidPayload("type must be a string".into())),
+        None => return Err(ApiError::InvalidPayload("type is required".into())),
+    };
+    let passenger_id = fields::required_uuid(&body, "passengerId")?;
+    let driver_id = fields::optional_uuid(&body, "driverId")?;
+    if status == TripStatus::DriverAssigned && driver_id.is_none() {
+        return Err(ApiError::InvalidPayload(
+            "DRIVER_ASSIGNED requires driverId".into(),
+        ));
+    }
+    let data = body.remove("data").unwrap_or(Value::Null);
+    Ok((
+        TripEvent {
+            status,
+            passenger_id,
+            driver_id,
+        },
+        data,
+    ))
+}

@@ -1,0 +1,95 @@
+//! The one place where the outcome of a client event becomes its acknowledgement:
+//! `{ "ok": true, ... }` or `{ "ok": false, "error": { "code", "message" } }`.
+
+use serde_json::{Map, Value, json};
+use shared::events::AckErrorCode;
+use socketioxide::{adapter::Adapter, extract::AckSender};
+
+use crate::state::StateError;
+
+/// Why a client event was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The message names the field.
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("too many events; slow down")]
+    RateLimited,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A dependency is down; the detail is logged, not sent.
+    #[error("service unavailable, retry")]
+    Unavailable,
+}
+
+impl EventError {
+    pub fn code(&self) -> AckErrorCode {
+        match self {
+            Self::InvalidPayload(_) => AckErrorCode::InvalidPayload,
+            Self::RateLimited => AckErrorCode::RateLimited,
+            Self::Forbidden(_) => AckErrorCode::Forbidden,
+            Self::NotFound(_) => AckErrorCode::NotFound,
+            Self::Unavailable => AckErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<StateError> for EventError {
+    fn from(error: StateError) -> Self {
+        tracing::error!(%error, "client event failed: state unavailable");
+        Self::Unavailable
+    }
+}
+
+/// Fields of a successful answer, besides `ok`.
+pub type Reply = Map<String, Value>;
+
+pub fn reply(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Reply {
+    fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The acknowledgement body of `outcome`.
+pub fn body(outcome: Result<Reply, EventError>) -> Value {
+    match outcome {
+        Ok(mut fields) => {
+            fields.insert("ok".into(), Value::Bool(true));
+            Value::Object(fields)
+        }
+        Err(error) => json!({
+            "ok": false,
+            "error": { "code": error.code(), "message": error.to_string() },
+        }),
+    }
+}
+
+/// Answers the event's acknowledgement, when the client asked for one.
+pub fn send<A: Adapter>(ack: AckSender<A>, outcome: Result<Reply, EventError>) {
+    if let Err(error) = ack.send(&body(outcome)) {
+        tracing::debug!(%error, "acknowledgement not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_follow_the_contract() {
+        assert_eq!(
+            body(Ok(reply([("status", json!("ONLINE"))]))),
+            json!({"ok": true, "status": "ONLINE"})
+        );
+        assert_eq!(
+            body(Err(EventError::InvalidPayload(
+                "lat must be a number".into()
+            ))),
+            json!({"ok": false, "error": {"code": "INVALID_PAYLOAD", "message": "lat must be a number"}})
+        );
+        assert_eq!(
+            body(Err(EventError::RateLimited))["error"]["code"],
+            "RATE_LIMITED"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! `/admin` queries and actions: stats, nearby drivers, a driver's state, disconnecting a session.
+
+use serde_json::{Value, json};
+use shared::namespace::UserType;
+use socketioxide::{SocketIo, adapter::Adapter};
+
+use super::{
+    Services,
+    ack::{EventError, Reply, reply},
+    context::AdminSocketData,
+    emit::disconnect_session as disconnect_everywhere,
+    validate,
+};
+
+pub async fn stats(svc: &Services) -> Result<Reply, EventError> {
+    let mut nodes = svc.state.live_nodes().await?;
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let (drivers, passengers, admin) = nodes.iter().fold((0, 0, 0), |(d, p, a), n| {
+        (d + n.drivers, p + n.passengers, a + n.admin)
+    });
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "nodeId": n.node_id,
+                "sockets": { "drivers": n.drivers, "passengers": n.passengers, "admin": n.admin },
+            })
+        })
+        .collect();
+    Ok(reply([
+        ("nodes", Value::Array(nodes)),
+        (
+            "totals",
+            json!({ "drivers": drivers, "passengers": passengers, "admin": admin }),
+        ),
+    ]))
+}
+
+pub async fn drivers_nearby(svc: &Services, payload: Option<Value>) -> Result<Reply, EventError> {
+    let query = validate::nearby(payload)?;
+    let drivers: Vec<Value> = svc
+        .state
+        .drivers_nearby(&query)
+        .await?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "driverId": d.driver_id,
+                "lat": d.lat,
+                "lng": d.lng,
+                "distanceM": (d.distance_m * 10.0).round() / 10.0,
+                "status": d.status,
+                "at": d.at,
+            })
+        })
+        .collect();
+    Ok(reply([("drivers", Value::Array(drivers))]))
+}
+
+pub async fn driver_state(svc: &Services, payload: Option<Value>) -> Result<Reply, EventError> {
+    let fields = validate::object(payload)?;
+    let driver_id = validate::required_string(&fields, "driverId", 256)?;
+    let state = svc
+        .state
+        .driver_state(&driver_id)
+        .await?
+        .ok_or_else(|| EventError::NotFound(format!("driver {driver_id} was never seen")))?;
+    let last_location = state.last_location.map(|p| {
+        json!({
+            "lat": p.lat, "lng": p.lng, "heading": p.heading, "speed": p.speed,
+            "accuracy": p.accuracy, "recordedAt": p.recorded_at, "at": p.at,
+        })
+    });
+    Ok(reply([(
+        "driver",
+        json!({
+            "driverId": driver_id,
+            "status": state.status,
+            "connected": state.connected,
+            "lastLocation": last_location,
+            "activeTripId": state.active_trip_id,
+        }),
+    )]))
+}
+
+pub async fn disconnect_session<A: Adapter>(
+    io: &SocketIo<A>,
+    admin: &AdminSocketData,
+    payload: Option<Value>,
+) -> Result<Reply, EventError> {
+    if admin.role != UserType::Admin.as_str() {
+        return Err(EventError::Forbidden(format!(
+            "role {} may not disconnect sessions",
+            admin.role
+        )));
+    }
+    let fields = validate::object(payload)?;
+    let sid = validate::required_string(&fields, "sid", 256)?;
+    let reason = validate::string(&fields, "reason", 256)?;
+    tracing::info!(admin = %admin.user_id, sid, reason, "admin disconnects a session");
+    disconnect_everywhere(io, &sid).await.map_err(|error| {
+        tracing::error!(%error, "session disconnected on this replica only");
+        EventError::Unavailable
+    })?;
+    Ok(Reply::new())
+}

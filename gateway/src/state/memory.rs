@@ -1,0 +1,373 @@
+//! The memory engine: a single replica without Redis keeps the same state in-process.
+//! One mutex, never held across an await.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use shared::events::DriverStatus;
+
+use super::{
+    ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
+    StateEngine, StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
+};
+use crate::realtime::clock::now_rfc3339;
+
+#[derive(Default)]
+struct DriverRecord {
+    status: Option<DriverStatus>,
+    position: Option<Position>,
+    active_trip: Option<ActiveTrip>,
+    /// Open sockets on this (only) replica hold the driver present.
+    present: bool,
+    /// Grace deadline once the last socket closed.
+    offline_at: Option<Instant>,
+    /// Location rate window: (second, count).
+    window: (u64, u32),
+}
+
+#[derive(Default)]
+struct Inner {
+    drivers: HashMap<String, DriverRecord>,
+    trips: HashMap<String, (Trip, Instant)>,
+    stats: NodeStats,
+}
+
+pub struct MemoryState {
+    settings: StateSettings,
+    inner: Mutex<Inner>,
+}
+
+impl MemoryState {
+    pub fn new(settings: StateSettings) -> Self {
+        Self {
+            settings,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind: keep serving it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl StateEngine for MemoryState {
+    async fn set_status(
+        &self,
+        driver: &str,
+        status: DriverStatus,
+        _at: &str,
+    ) -> Result<Option<DriverStatus>, StateError> {
+        let mut inner = self.lock();
+        let record = inner.drivers.entry(driver.to_owned()).or_default();
+        Ok(record.status.replace(status))
+    }
+
+    async fn record_location(
+        &self,
+        driver: &str,
+        position: &Position,
+    ) -> Result<LocationOutcome, StateError> {
+        let mut inner = self.lock();
+        let record = inner.drivers.entry(driver.to_owned()).or_default();
+        let second = unix_secs();
+        if record.window.0 == second {
+            record.window.1 += 1;
+        } else {
+            record.window = (second, 1);
+        }
+        if record.window.1 > self.settings.location_rate_per_s {
+            return Ok(LocationOutcome::RateLimited);
+        }
+        record.position = Some(position.clone());
+        Ok(LocationOutcome::Accepted {
+            active_trip: record.active_trip.clone(),
+        })
+    }
+
+    async fn driver_state(&self, driver: &str) -> Result<Option<DriverState>, StateError> {
+        let inner = self.lock();
+        Ok(inner.drivers.get(driver).map(|r| DriverState {
+            status: r.status.unwrap_or(DriverStatus::Offline),
+            connected: r.present,
+            last_location: r.position.clone(),
+            active_trip_id: r.active_trip.as_ref().map(|t| t.trip_id.clone()),
+        }))
+    }
+
+    async fn drivers_nearby(&self, query: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError> {
+        let inner = self.lock();
+        let mut found: Vec<NearbyDriver> = inner
+            .drivers
+            .iter()
+            .filter(|(_, r)| r.status == Some(DriverStatus::Online))
+            .filter_map(|(id, r)| {
+                let p = r.position.as_ref().filter(|p| geo::indexable(p.lat))?;
+                let distance_m = geo::distance_m(query.lat, query.lng, p.lat, p.lng);
+                (distance_m <= query.radius_m).then(|| NearbyDriver {
+                    driver_id: id.clone(),
+                    lat: p.lat,
+                    lng: p.lng,
+                    distance_m,
+                    status: DriverStatus::Online,
+                    at: p.at.clone(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn presence_opened(&self, driver: &str) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let record = inner.drivers.entry(driver.to_owned()).or_default();
+        record.present = true;
+        record.offline_at = None;
+        Ok(())
+    }
+
+    async fn presence_closed(&self, driver: &str) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let record = inner.drivers.entry(driver.to_owned()).or_default();
+        record.present = false;
+        record.offline_at = Some(Instant::now() + self.settings.presence_grace);
+        Ok(())
+    }
+
+    async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
+        Ok(self.lock().drivers.get(driver).is_some_and(|r| r.present))
+    }
+
+    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let mut changes = Vec::new();
+        for (id, record) in &mut inner.drivers {
+            if record.offline_at.is_some_and(|t| t <= now) {
+                record.offline_at = None;
+                if record.status.is_some_and(|s| s != DriverStatus::Offline) {
+                    record.status = Some(DriverStatus::Offline);
+                    changes.push(StatusChange {
+                        driver_id: id.clone(),
+                        status: DriverStatus::Offline,
+                        at: now_rfc3339(),
+                    });
+                }
+            }
+        }
+        inner.trips.retain(|_, (_, expires)| *expires > now);
+        Ok(changes)
+    }
+
+    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .trips
+            .get(trip_id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(t, _)| t.clone()))
+    }
+
+    async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let stored = inner
+            .trips
+            .get(&write.trip_id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(t, _)| t.version);
+        if stored != write.expected_version {
+            return Ok(false);
+        }
+        let trip = Trip {
+            status: write.status,
+            passenger_id: write.passenger_id.clone(),
+            driver_id: write.driver_id.clone(),
+            version: stored.unwrap_or(0) + 1,
+        };
+        let ttl = self.settings.trip_ttl;
+        inner.trips.insert(write.trip_id.clone(), (trip, now + ttl));
+        for driver in &write.unbind {
+            if let Some(r) = inner.drivers.get_mut(driver)
+                && r.active_trip
+                    .as_ref()
+                    .is_some_and(|t| t.trip_id == write.trip_id)
+            {
+                r.active_trip = None;
+            }
+        }
+        if let Some(driver) = &write.bind {
+            inner.drivers.entry(driver.clone()).or_default().active_trip = Some(ActiveTrip {
+                trip_id: write.trip_id.clone(),
+                passenger_id: write.passenger_id.clone(),
+            });
+        }
+        Ok(true)
+    }
+
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError> {
+        self.lock().stats = stats.clone();
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {
+        Ok(vec![self.lock().stats.clone()])
+    }
+
+    async fn release_lease(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// How often the sweeper looks for expired presence (both engines).
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::events::TripStatus;
+
+    fn engine(grace_ms: u64) -> MemoryState {
+        MemoryState::new(StateSettings {
+            node_id: "n".into(),
+            location_rate_per_s: 3,
+            presence_grace: Duration::from_millis(grace_ms),
+            node_ttl: Duration::from_secs(10),
+            trip_ttl: Duration::from_secs(60),
+            location_stream_maxlen: 0,
+        })
+    }
+
+    fn at(lat: f64, lng: f64) -> Position {
+        Position {
+            lat,
+            lng,
+            heading: None,
+            speed: None,
+            accuracy: None,
+            recorded_at: None,
+            at: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_online_drivers_are_found_nearest_first() {
+        let s = engine(1000);
+        for (id, lat) in [("far", 48.87), ("near", 48.851), ("busy", 48.8505)] {
+            s.record_location(id, &at(lat, 2.35)).await.expect("store");
+            let status = if id == "busy" {
+                DriverStatus::Busy
+            } else {
+                DriverStatus::Online
+            };
+            s.set_status(id, status, "t").await.expect("status");
+        }
+        let q = NearbyQuery {
+            lat: 48.85,
+            lng: 2.35,
+            radius_m: 5000.0,
+            limit: 10,
+        };
+        let ids: Vec<_> = s
+            .drivers_nearby(&q)
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|d| d.driver_id)
+            .collect();
+        assert_eq!(ids, ["near", "far"]);
+        let q = NearbyQuery {
+            radius_m: 500.0,
+            ..q
+        };
+        assert_eq!(s.drivers_nearby(&q).await.expect("query").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_location_rate_is_limited_per_driver() {
+        let s = engine(1000);
+        let mut limited = 0;
+        for _ in 0..5 {
+            if s.record_location("d", &at(1.0, 1.0)).await.expect("store")
+                == LocationOutcome::RateLimited
+            {
+                limited += 1;
+            }
+        }
+        // 5 within one second (or two, if the second turned): at least one refused.
+        assert!(limited >= 1);
+        assert!(matches!(
+            s.record_location("other", &at(1.0, 1.0)).await,
+            Ok(LocationOutcome::Accepted { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn presence_expires_after_grace_unless_reopened() {
+        let s = engine(0);
+        s.set_status("d", DriverStatus::Online, "t")
+            .await
+            .expect("status");
+        s.presence_opened("d").await.expect("open");
+        s.presence_closed("d").await.expect("close");
+        s.presence_opened("d").await.expect("reopen");
+        assert!(s.expire_presence().await.expect("sweep").is_empty());
+        s.presence_closed("d").await.expect("close");
+        let changes = s.expire_presence().await.expect("sweep");
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            s.driver_state("d").await.expect("state").map(|d| d.status),
+            Some(DriverStatus::Offline)
+        );
+        assert!(
+            s.expire_presence().await.expect("sweep").is_empty(),
+            "reported once"
+        );
+    }
+
+    #[tokio::test]
+    async fn trip_writes_are_compare_and_set_and_move_bindings() {
+        let s = engine(1000);
+        let write = TripWrite {
+            trip_id: "t1".into(),
+            expected_version: None,
+            status: TripStatus::DriverAssigned,
+            passenger_id: "p".into(),
+            driver_id: Some("d1".into()),
+            bind: Some("d1".into()),
+            unbind: vec![],
+        };
+        assert!(s.write_trip(&write).await.expect("write"));
+        assert!(
+            !s.write_trip(&write).await.expect("write"),
+            "stale version refused"
+        );
+        let moved = TripWrite {
+            expected_version: Some(1),
+            driver_id: Some("d2".into()),
+            bind: Some("d2".into()),
+            unbind: vec!["d1".into()],
+            ..write
+        };
+        assert!(s.write_trip(&moved).await.expect("write"));
+        let d1 = s.driver_state("d1").await.expect("state").expect("seen");
+        assert_eq!(d1.active_trip_id, None);
+        let d2 = s.driver_state("d2").await.expect("state").expect("seen");
+        assert_eq!(d2.active_trip_id.as_deref(), Some("t1"));
+    }
+}

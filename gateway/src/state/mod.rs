@@ -1,0 +1,195 @@
+//! Cluster state behind one small interface: driver status and positions, presence, active
+//! trips, trip status and replica leases. Two engines, as events.md asks:
+//! - [`memory::MemoryState`]: a single replica without `REDIS_URL`;
+//! - [`redis::RedisState`]: shared by every replica, one atomic Lua script per operation.
+//!
+//! Engines store; they do not decide. Business rules (the trip decision table, validation,
+//! throttling of admin updates) live outside, so both engines behave the same by construction.
+
+pub mod geo;
+pub mod memory;
+pub mod redis;
+pub mod trips;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::events::{DriverStatus, TripStatus};
+
+/// A dependency of the state is down (Redis unreachable, a script failed).
+#[derive(Debug, thiserror::Error)]
+#[error("state store unavailable: {0}")]
+pub struct StateError(pub String);
+
+impl From<fred::error::Error> for StateError {
+    fn from(e: fred::error::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A validated position report of a driver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub lat: f64,
+    pub lng: f64,
+    pub heading: Option<f64>,
+    pub speed: Option<f64>,
+    pub accuracy: Option<f64>,
+    /// As the device reported it (RFC 3339), when it did.
+    pub recorded_at: Option<String>,
+    /// When the gateway accepted it (RFC 3339).
+    pub at: String,
+}
+
+/// The trip a driver is bound to (`DRIVER_ASSIGNED` until `COMPLETED`/`CANCELLED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTrip {
+    pub trip_id: String,
+    pub passenger_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocationOutcome {
+    /// Stored; forward to the passenger of `active_trip` when there is one.
+    Accepted { active_trip: Option<ActiveTrip> },
+    /// Over `LOCATION_RATE_PER_S` this second: not stored.
+    RateLimited,
+}
+
+/// What `admin:driver_state` shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverState {
+    pub status: DriverStatus,
+    /// A socket of the driver is open on a live replica.
+    pub connected: bool,
+    pub last_location: Option<Position>,
+    pub active_trip_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NearbyQuery {
+    pub lat: f64,
+    pub lng: f64,
+    pub radius_m: f64,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearbyDriver {
+    pub driver_id: String,
+    pub lat: f64,
+    pub lng: f64,
+    pub distance_m: f64,
+    pub status: DriverStatus,
+    /// When the position was accepted.
+    pub at: String,
+}
+
+/// A trip as the gateway keeps it (`TRIP_TTL_S`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trip {
+    pub status: TripStatus,
+    pub passenger_id: String,
+    pub driver_id: Option<String>,
+    /// Bumped by every write: writes are compare-and-set on it.
+    pub version: u64,
+}
+
+/// One accepted trip event, written atomically with the driver bindings it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TripWrite {
+    pub trip_id: String,
+    /// The version read before deciding; `None`: the trip must not exist yet.
+    pub expected_version: Option<u64>,
+    pub status: TripStatus,
+    pub passenger_id: String,
+    pub driver_id: Option<String>,
+    /// Make this the driver's active trip.
+    pub bind: Option<String>,
+    /// These drivers lose the binding if it is still this trip.
+    pub unbind: Vec<String>,
+}
+
+/// Sockets one replica holds, by namespace (`admin:stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeStats {
+    #[serde(rename = "nodeId")]
+    pub node_id: String,
+    pub drivers: u64,
+    pub passengers: u64,
+    pub admin: u64,
+}
+
+/// A driver whose status changed without asking (presence expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub driver_id: String,
+    pub status: DriverStatus,
+    pub at: String,
+}
+
+#[async_trait]
+pub trait StateEngine: Send + Sync {
+    /// Stores `status`; the geo index follows (only ONLINE drivers with a position are in it).
+    /// Returns the previous status (`None`: never set).
+    async fn set_status(
+        &self,
+        driver: &str,
+        status: DriverStatus,
+        at: &str,
+    ) -> Result<Option<DriverStatus>, StateError>;
+
+    /// Rate-limits, stores the last position (geo index while ONLINE; the stream with Redis).
+    async fn record_location(
+        &self,
+        driver: &str,
+        position: &Position,
+    ) -> Result<LocationOutcome, StateError>;
+
+    /// `None`: the driver was never seen (never connected, never reported).
+    async fn driver_state(&self, driver: &str) -> Result<Option<DriverState>, StateError>;
+
+    /// Available drivers within the radius, nearest first.
+    async fn drivers_nearby(&self, query: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError>;
+
+    /// The first socket of `driver` on this replica opened.
+    async fn presence_opened(&self, driver: &str) -> Result<(), StateError>;
+
+    /// The last socket of `driver` on this replica closed: if none is left anywhere, the driver
+    /// goes OFFLINE after the grace period unless a socket opens again.
+    async fn presence_closed(&self, driver: &str) -> Result<(), StateError>;
+
+    /// Whether `driver` has a socket on a live replica.
+    async fn is_present(&self, driver: &str) -> Result<bool, StateError>;
+
+    /// Applies what is due: replicas whose lease lapsed lose their drivers, and drivers gone past
+    /// their grace become OFFLINE. Each change is returned once, to one replica.
+    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError>;
+
+    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError>;
+
+    /// Compare-and-set: `false` when the trip changed since it was read (the caller re-decides).
+    async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError>;
+
+    /// Renews this replica's lease and publishes its socket counts.
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError>;
+
+    /// Every replica whose lease is alive, with its last reported counts.
+    async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError>;
+
+    /// Drain: give up this replica's lease; its remaining drivers start their grace now.
+    async fn release_lease(&self) -> Result<(), StateError>;
+}
+
+/// Settings both engines need.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub node_id: String,
+    /// Location updates accepted per driver per second.
+    pub location_rate_per_s: u32,
+    pub presence_grace: Duration,
+    pub node_ttl: Duration,
+    pub trip_ttl: Duration,
+    /// Approximate cap of the `driver-locations` stream (Redis only).
+    pub location_stream_maxlen: u64,
+}

@@ -1,0 +1,441 @@
+//! The Redis engine: state shared by every replica, under `REDIS_PREFIX`. Each operation is one
+//! Lua script: one round trip, atomic, timed by the Redis clock (replicas' clocks may differ).
+//!
+//! Keys (`{p}` = prefix): `{p}:driver:{id}` (hash: status, position, active trip),
+//! `{p}:drivers:geo` (ONLINE drivers), `{p}:driver-locations` (stream), `{p}:rate:{id}`,
+//! `{p}:presence:{id}` (replicas holding a socket of the driver), `{p}:presence:pending` (grace
+//! deadlines), `{p}:nodes` (leases), `{p}:node:{node}:drivers`, `{p}:node:{node}:stats`,
+//! `{p}:trip:{id}`. Scripts touch keys they compute from ids, so this is for a standalone Redis
+//! (or one with all keys on one shard), not a sharded Redis Cluster.
+
+use async_trait::async_trait;
+use fred::{clients::Client, types::Value, types::scripts::Script};
+use shared::events::{DriverStatus, TripStatus};
+
+use super::{
+    ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
+    StateEngine, StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
+};
+use crate::realtime::clock::now_rfc3339;
+
+struct Scripts {
+    set_status: Script,
+    record_location: Script,
+    driver_state: Script,
+    drivers_nearby: Script,
+    presence_opened: Script,
+    presence_closed: Script,
+    is_present: Script,
+    reap_nodes: Script,
+    expire_drivers: Script,
+    renew_lease: Script,
+    live_nodes: Script,
+    read_trip: Script,
+    write_trip: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            set_status: Script::from_lua(include_str!("lua/set_status.lua")),
+            record_location: Script::from_lua(include_str!("lua/record_location.lua")),
+            driver_state: Script::from_lua(include_str!("lua/driver_state.lua")),
+            drivers_nearby: Script::from_lua(include_str!("lua/drivers_nearby.lua")),
+            presence_opened: Script::from_lua(include_str!("lua/presence_opened.lua")),
+            presence_closed: Script::from_lua(include_str!("lua/presence_closed.lua")),
+            is_present: Script::from_lua(include_str!("lua/is_present.lua")),
+            reap_nodes: Script::from_lua(include_str!("lua/reap_nodes.lua")),
+            expire_drivers: Script::from_lua(include_str!("lua/expire_drivers.lua")),
+            renew_lease: Script::from_lua(include_str!("lua/renew_lease.lua")),
+            live_nodes: Script::from_lua(include_str!("lua/live_nodes.lua")),
+            read_trip: Script::from_lua(
+                "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')",
+            ),
+            write_trip: Script::from_lua(include_str!("lua/write_trip.lua")),
+        }
+    }
+}
+
+pub struct RedisState {
+    client: Client,
+    prefix: String,
+    settings: StateSettings,
+    scripts: Scripts,
+}
+
+/// Drivers turned OFFLINE per sweep at most (the rest wait for the next sweep).
+const EXPIRE_BATCH: usize = 500;
+
+impl RedisState {
+    pub fn new(client: Client, prefix: &str, settings: StateSettings) -> Self {
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+            settings,
+            scripts: Scripts::new(),
+        }
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        for part in parts {
+            key.push(':');
+            key.push_str(part);
+        }
+        key
+    }
+
+    fn driver_key(&self, driver: &str) -> String {
+        self.key(&["driver", driver])
+    }
+
+    fn geo_key(&self) -> String {
+        self.key(&["drivers", "geo"])
+    }
+
+    fn nodes_key(&self) -> String {
+        self.key(&["nodes"])
+    }
+
+    fn pending_key(&self) -> String {
+        self.key(&["presence", "pending"])
+    }
+
+    fn node_key(&self, what: &str) -> String {
+        self.key(&["node", &self.settings.node_id, what])
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, StateError> {
+        Ok(script
+            .evalsha_with_reload::<Value, _, _>(&self.client, keys, args)
+            .await?)
+    }
+}
+
+/// A reply's string, `None` for nil or ''.
+fn text(value: &Value) -> Option<String> {
+    value.as_string().filter(|s| !s.is_empty())
+}
+
+fn number(value: &Value) -> Option<f64> {
+    text(value).and_then(|s| s.parse().ok())
+}
+
+fn optional(value: Option<f64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+#[async_trait]
+impl StateEngine for RedisState {
+    async fn set_status(
+        &self,
+        driver: &str,
+        status: DriverStatus,
+        at: &str,
+    ) -> Result<Option<DriverStatus>, StateError> {
+        let previous = self
+            .run(
+                &self.scripts.set_status,
+                vec![self.driver_key(driver), self.geo_key()],
+                vec![
+                    driver.into(),
+                    status.as_str().into(),
+                    at.into(),
+                    MAX_INDEXED_LAT.to_string(),
+                ],
+            )
+            .await?;
+        Ok(text(&previous).and_then(|s| DriverStatus::parse(&s)))
+    }
+
+    async fn record_location(
+        &self,
+        driver: &str,
+        p: &Position,
+    ) -> Result<LocationOutcome, StateError> {
+        let reply = self
+            .run(
+                &self.scripts.record_location,
+                vec![
+                    self.driver_key(driver),
+                    self.geo_key(),
+                    self.key(&["driver-locations"]),
+                    self.key(&["rate", driver]),
+                ],
+                vec![
+                    driver.into(),
+                    self.settings.location_rate_per_s.to_string(),
+                    p.lat.to_string(),
+                    p.lng.to_string(),
+                    optional(p.heading),
+                    optional(p.speed),
+                    optional(p.accuracy),
+                    p.recorded_at.clone().unwrap_or_default(),
+                    p.at.clone(),
+                    self.settings.location_stream_maxlen.to_string(),
+                    MAX_INDEXED_LAT.to_string(),
+                ],
+            )
+            .await?
+            .into_array();
+        if reply.first().and_then(Value::as_i64) != Some(1) {
+            return Ok(LocationOutcome::RateLimited);
+        }
+        let trip = reply.get(1).and_then(text);
+        let passenger = reply.get(2).and_then(text);
+        Ok(LocationOutcome::Accepted {
+            active_trip: trip
+                .zip(passenger)
+                .map(|(trip_id, passenger_id)| ActiveTrip {
+                    trip_id,
+                    passenger_id,
+                }),
+        })
+    }
+
+    async fn driver_state(&self, driver: &str) -> Result<Option<DriverState>, StateError> {
+        let reply = self
+            .run(
+                &self.scripts.driver_state,
+                vec![
+                    self.driver_key(driver),
+                    self.key(&["presence", driver]),
+                    self.nodes_key(),
+                ],
+                vec![],
+            )
+            .await?
+            .into_array();
+        if reply.first().and_then(Value::as_i64) != Some(1) {
+            return Ok(None);
+        }
+        let field = |i: usize| reply.get(i + 2).and_then(text);
+        let num = |i: usize| reply.get(i + 2).and_then(number);
+        let last_location = match (num(1), num(2)) {
+            (Some(lat), Some(lng)) => Some(Position {
+                lat,
+                lng,
+                heading: num(3),
+                speed: num(4),
+                accuracy: num(5),
+                recorded_at: field(6),
+                at: field(7).unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Ok(Some(DriverState {
+            status: field(0)
+                .and_then(|s| DriverStatus::parse(&s))
+                .unwrap_or(DriverStatus::Offline),
+            connected: reply.get(1).and_then(Value::as_i64) == Some(1),
+            last_location,
+            active_trip_id: field(8),
+        }))
+    }
+
+    async fn drivers_nearby(&self, q: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError> {
+        let rows = self
+            .run(
+                &self.scripts.drivers_nearby,
+                vec![self.geo_key()],
+                vec![
+                    q.lng.to_string(),
+                    q.lat.to_string(),
+                    q.radius_m.to_string(),
+                    q.limit.to_string(),
+                    format!("{}:driver:", self.prefix),
+                ],
+            )
+            .await?
+            .into_array();
+        Ok(rows
+            .chunks_exact(5)
+            .filter_map(|row| {
+                Some(NearbyDriver {
+                    driver_id: text(&row[0])?,
+                    distance_m: number(&row[1])?,
+                    lat: number(&row[2])?,
+                    lng: number(&row[3])?,
+                    status: DriverStatus::Online,
+                    at: text(&row[4]).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn presence_opened(&self, driver: &str) -> Result<(), StateError> {
+        self.run(
+            &self.scripts.presence_opened,
+            vec![
+                self.key(&["presence", driver]),
+                self.node_key("drivers"),
+                self.pending_key(),
+                self.driver_key(driver),
+            ],
+            vec![self.settings.node_id.clone(), driver.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn presence_closed(&self, driver: &str) -> Result<(), StateError> {
+        self.run(
+            &self.scripts.presence_closed,
+            vec![
+                self.key(&["presence", driver]),
+                self.node_key("drivers"),
+                self.pending_key(),
+            ],
+            vec![
+                self.settings.node_id.clone(),
+                driver.into(),
+                self.settings.presence_grace.as_millis().to_string(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
+        let reply = self
+            .run(
+                &self.scripts.is_present,
+                vec![self.key(&["presence", driver]), self.nodes_key()],
+                vec![],
+            )
+            .await?;
+        Ok(reply.as_i64() == Some(1))
+    }
+
+    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError> {
+        self.run(
+            &self.scripts.reap_nodes,
+            vec![self.nodes_key(), self.pending_key()],
+            vec![
+                self.prefix.clone(),
+                self.settings.presence_grace.as_millis().to_string(),
+                "50".into(),
+                String::new(),
+            ],
+        )
+        .await?;
+        let at = now_rfc3339();
+        let changed = self
+            .run(
+                &self.scripts.expire_drivers,
+                vec![self.pending_key(), self.geo_key()],
+                vec![self.prefix.clone(), at.clone(), EXPIRE_BATCH.to_string()],
+            )
+            .await?
+            .into_array();
+        Ok(changed
+            .iter()
+            .filter_map(text)
+            .map(|driver_id| StatusChange {
+                driver_id,
+                status: DriverStatus::Offline,
+                at: at.clone(),
+            })
+            .collect())
+    }
+
+    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError> {
+        let reply = self
+            .run(
+                &self.scripts.read_trip,
+                vec![self.key(&["trip", trip_id])],
+                vec![],
+            )
+            .await?
+            .into_array();
+        let field = |i: usize| reply.get(i).and_then(text);
+        let (Some(status), Some(passenger_id), Some(version)) = (
+            field(0).and_then(|s| TripStatus::parse(&s)),
+            field(1),
+            field(3).and_then(|v| v.parse().ok()),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Trip {
+            status,
+            passenger_id,
+            driver_id: field(2),
+            version,
+        }))
+    }
+
+    async fn write_trip(&self, w: &TripWrite) -> Result<bool, StateError> {
+        let mut args = vec![
+            w.expected_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            w.status.as_str().into(),
+            w.passenger_id.clone(),
+            w.driver_id.clone().unwrap_or_default(),
+            self.settings.trip_ttl.as_secs().max(1).to_string(),
+            w.bind.clone().unwrap_or_default(),
+            w.trip_id.clone(),
+            format!("{}:driver:", self.prefix),
+        ];
+        args.extend(w.unbind.iter().cloned());
+        let written = self
+            .run(
+                &self.scripts.write_trip,
+                vec![self.key(&["trip", &w.trip_id])],
+                args,
+            )
+            .await?;
+        Ok(written.as_i64() == Some(1))
+    }
+
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError> {
+        let json = serde_json::to_string(stats).map_err(|e| StateError(e.to_string()))?;
+        self.run(
+            &self.scripts.renew_lease,
+            vec![self.nodes_key(), self.node_key("stats")],
+            vec![
+                self.settings.node_id.clone(),
+                self.settings.node_ttl.as_millis().to_string(),
+                json,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {
+        let rows = self
+            .run(
+                &self.scripts.live_nodes,
+                vec![self.nodes_key()],
+                vec![self.prefix.clone()],
+            )
+            .await?
+            .into_array();
+        Ok(rows
+            .iter()
+            .filter_map(text)
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+
+    async fn release_lease(&self) -> Result<(), StateError> {
+        self.run(
+            &self.scripts.reap_nodes,
+            vec![self.nodes_key(), self.pending_key()],
+            vec![
+                self.prefix.clone(),
+                self.settings.presence_grace.as_millis().to_string(),
+                "1".into(),
+                self.settings.node_id.clone(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
