@@ -292,8 +292,8 @@ export function record(socket, event) {
   return {
     seen,
     until(pred = () => true) {
-      const past = seen.find(pred);
-      if (past) return Promise.resolve(past);
+      const past = seen.findIndex(pred);
+      if (past >= 0) return Promise.resolve(seen[past]);
       return new Promise((resolve) => waiters.push({ pred, resolve }));
     },
   };
@@ -303,4 +303,36 @@ export function record(socket, event) {
 export async function connectAs(replica, nsp, token, opts = {}) {
   const { socket } = await connectOk(client(replica.url, nsp, { auth: { token }, ...opts }));
   return socket;
+}
+
+/** Emits with an acknowledgement; resolves with the ack (rejects after `ms`). */
+export function ask(socket, event, payload, ms = 5000) {
+  return socket.timeout(ms).emitWithAck(event, payload);
+}
+
+/** POST helper bound to one replica's internal API. */
+export const api = (replica) => ({
+  post: (pathname, body, opts) => internalPost(replica, pathname, body, opts),
+});
+
+/** Polls `probe` until it returns a truthy value (or throws after `ms`). For state that is
+ * only observable by asking, such as stats replicas report every second. */
+export async function eventually(probe, ms = 10000, every = 100) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** Starts the deployment a test suite runs against: a 3-replica cluster or a single replica. */
+export async function startDeployment(db, mode, env = {}) {
+  if (mode === 'single') {
+    const replica = await startReplica({ db, redis: null, env });
+    return { mode, prefix: null, replicas: [replica, replica, replica], stop: () => replica.stop() };
+  }
+  const cluster = await startCluster(db, 3, { env });
+  return { mode, ...cluster };
 }
