@@ -2,10 +2,11 @@
 // three-replica cluster, each as its own Node process with the official socket.io-client.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { createDatabase, createIdentity, startCluster, sign } from '../lib/harness.js';
+import { createDatabase, createIdentity, startCluster, sign, INTERNAL_TOKEN } from '../lib/harness.js';
 
 const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../examples');
 let db;
@@ -74,4 +75,43 @@ test("the guide's error handling switch reaches each of its cases", async () => 
     assert.equal(out.code, 0);
     assert.equal(out.stderr.trim(), expected, JSON.stringify(env));
   }
+});
+
+test('the per-namespace app examples: driver reports, passenger follows a trip, admin queries', async () => {
+  const [A, B, C] = cluster.replicas;
+  const driver = await createIdentity(db, 'DRIVER');
+  const passenger = await createIdentity(db, 'PASSENGER');
+  const admin = await createIdentity(db, 'ADMIN');
+  const d = await runExample('driver-app.mjs', { GATEWAY_URL: A.url, TOKEN: driver.token });
+  assert.equal(d.code, 0, d.stderr);
+  assert.match(d.stdout, /status ack: {"ok":true,"status":"ONLINE"}/);
+  assert.match(d.stdout, /location ack: {"ok":true}/);
+
+  const child = spawn('node', [path.join(examples, 'passenger-app.mjs')], {
+    env: { ...process.env, GATEWAY_URL: C.url, TOKEN: passenger.token, EXIT_ON: 'COMPLETED' },
+  });
+  let stdout = '';
+  const greeted = new Promise((resolve) => child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+    if (stdout.includes('hello:')) resolve();
+  }));
+  const following = once(child, 'exit').then(([code]) => ({ code, stdout }));
+  await greeted;
+  const tripId = `trip-${Date.now()}`;
+  const post = (type) => fetch(`${B.internalUrl}/internal/v1/trips/${tripId}/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${INTERNAL_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ type, passengerId: passenger.userId, driverId: driver.userId }),
+  });
+  for (const type of ['DRIVER_ASSIGNED', 'STARTED', 'COMPLETED']) assert.equal((await post(type)).status, 200);
+  const p = await following;
+  assert.equal(p.code, 0);
+  assert.match(p.stdout, /trip: DRIVER_ASSIGNED/);
+  assert.match(p.stdout, /trip: COMPLETED/);
+
+  const a = await runExample('admin-console.mjs', { GATEWAY_URL: B.url, TOKEN: admin.token, DRIVER_ID: driver.userId });
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stdout, /stats: {"nodes":\[/);
+  assert.match(a.stdout, new RegExp(`nearby: .*"driverId":"${driver.userId}"`));
+  assert.match(a.stdout, new RegExp(`driver: .*"driverId":"${driver.userId}"`));
 });
