@@ -51,10 +51,18 @@ test('malformed bodies are 400 naming the problem', async () => {
   assert.match(refresh.body.error.message, /newSid/);
 });
 
-test('a body over 64 KB is 413', async () => {
-  const res = await revoke('s', { userId: USER, reason: 'x'.repeat(70 * 1024) });
-  assert.equal(res.status, 413);
-  assert.equal(res.body.error.code, 'PAYLOAD_TOO_LARGE');
+test('a body over 64 KB is 413 on every endpoint', async () => {
+  const big = 'x'.repeat(70 * 1024);
+  for (const [pathname, body] of [
+    ['/internal/v1/sessions/s/revoke', { userId: USER, reason: big }],
+    ['/internal/v1/trips/t1/events', { type: 'REQUESTED', passengerId: USER, data: big }],
+    [`/internal/v1/drivers/${USER}/offers`, { offerId: 'o', tripId: 't', expiresInMs: 100, data: big }],
+    ['/internal/v1/emit', { namespace: '/drivers', rooms: [`driver:${USER}`], event: 'x', data: big }],
+  ]) {
+    const res = await internalPost(replica, pathname, body);
+    assert.equal(res.status, 413, pathname);
+    assert.equal(res.body.error.code, 'PAYLOAD_TOO_LARGE');
+  }
 });
 
 test('unknown endpoints are 404 with a JSON error', async () => {

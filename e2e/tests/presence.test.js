@@ -136,3 +136,29 @@ test('memory engine: the same grace on a single replica', async () => {
     await db.drop();
   }
 });
+
+test('a draining replica gives its lease up: it leaves admin:stats and its drivers get the grace', async () => {
+  const db = await createDatabase();
+  // A long lease: only the drain itself can explain a quick exit from admin:stats.
+  const cluster = await startCluster(db, 2, { env: { ...env, NODE_TTL_MS: '60000' } });
+  const [A, B] = cluster.replicas;
+  try {
+    const admin = await connectAs(B, '/admin', (await createIdentity(db, 'ADMIN')).token);
+    const changes = record(admin, 'driver:status_changed');
+    const id = await createIdentity(db, 'DRIVER');
+    const socket = await connectAs(A, '/drivers', id.token);
+    await ask(socket, 'driver:status', { status: 'ONLINE' });
+    await changes.until((c) => c.driverId === id.userId);
+    A.child.kill('SIGTERM');
+    assert.equal((await A.exited).code, 0);
+    const stats = await ask(admin, 'admin:stats', {});
+    assert.deepEqual(stats.nodes.map((n) => n.nodeId), [B.nodeId]);
+    const drainedAt = Date.now();
+    await changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE');
+    assert.ok(Date.now() - drainedAt < GRACE_MS + 3 * SWEEP_MS + 1000, 'the grace, not the 60 s lease');
+    admin.close();
+  } finally {
+    await cluster.stop();
+    await db.drop();
+  }
+});

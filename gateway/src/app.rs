@@ -125,7 +125,7 @@ impl Application {
         let io = tokio::select! {
             started = start_socketio(&settings, gate, &health) => {
                 let (app, started) = started?;
-                presence::spawn_upkeep(
+                let upkeep = presence::spawn_upkeep(
                     started.io.clone(),
                     started.state.clone(),
                     node.clone(),
@@ -135,7 +135,7 @@ impl Application {
                 let _ = live.set(started.clone());
                 health.set_serving();
                 tracing::info!(node = %node, "ready: accepting connections");
-                Some(started)
+                Some((started, upkeep))
             }
             () = &mut shutdown => None,
         };
@@ -145,13 +145,15 @@ impl Application {
 
         let started = Instant::now();
         health.start_draining();
-        let sockets = io.as_ref().map_or(0, |live| live.io.local_sockets());
+        let sockets = io.as_ref().map_or(0, |(live, _)| live.io.local_sockets());
         tracing::info!(node = %node, sockets, "draining");
         let drain = async {
             // Stop accepting first, so disconnected clients reconnect to other replicas.
             let _ = stop_tx.send(true);
-            if let Some(live) = &io {
+            if let Some((live, upkeep)) = &io {
                 live.io.close().await;
+                // No lease renewal after it is given up below.
+                upkeep.abort();
                 // This replica's drivers start their grace now, not when its lease lapses.
                 if let Err(error) = live.state.release_lease().await {
                     tracing::warn!(%error, "lease not released");

@@ -53,8 +53,13 @@ impl LocalPresence {
     }
 }
 
-/// Renews the lease every `renew_every` and expires presence every sweep, until the process ends.
-pub fn spawn_upkeep(io: Io, state: Arc<dyn StateEngine>, node_id: String, node_ttl: Duration) {
+/// Renews the lease every `renew_every` and expires presence every sweep, until aborted (drain).
+pub fn spawn_upkeep(
+    io: Io,
+    state: Arc<dyn StateEngine>,
+    node_id: String,
+    node_ttl: Duration,
+) -> tokio::task::JoinHandle<()> {
     // Renewing three times per lease survives two missed renewals; counts stay at most a
     // second old.
     let renew_every = (node_ttl / 3).min(Duration::from_secs(1));
@@ -99,5 +104,5 @@ pub fn spawn_upkeep(io: Io, state: Arc<dyn StateEngine>, node_id: String, node_t
                 Err(error) => tracing::warn!(%error, "presence not swept"),
             }
         }
-    });
+    })
 }
