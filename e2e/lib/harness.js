@@ -89,8 +89,11 @@ export function sign(claims, { secret = JWT_SECRET, algorithm = 'HS256', noExp =
   return jwt.sign(body, secret, { algorithm, noTimestamp: true });
 }
 
-/** Starts `gateway serve` on ephemeral ports and resolves once it accepts connections. */
-export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `node-${uniq()}`, env = {}, waitReady = true } = {}) {
+/**
+ * Starts `gateway serve` on ephemeral ports and resolves once it accepts connections.
+ * `command` runs another server that speaks the same contract and log lines (the benchmark peer).
+ */
+export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `node-${uniq()}`, env = {}, waitReady = true, command = [GATEWAY_BIN, 'serve'] } = {}) {
   prefix ??= `e2e-${uniq()}`;
   const childEnv = {
     PATH: process.env.PATH,
@@ -106,7 +109,7 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
     ...(redis ? { REDIS_URL: redis, REDIS_PREFIX: prefix } : {}),
     ...env,
   };
-  const child = spawn(GATEWAY_BIN, ['serve'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command[0], command.slice(1), { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];
   const waiters = [];
   const onLine = (line) => {

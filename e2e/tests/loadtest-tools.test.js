@@ -1,0 +1,76 @@
+// The load-testing tools run (a tiny run of each scenario; the benchmarks themselves are
+// `loadtest/bench`, not part of the test suite): loadgen against a three-replica cluster, and the
+// results are complete (every connection made, every message delivered, every revocation seen).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { createDatabase, startCluster, JWT_SECRET, INTERNAL_TOKEN } from '../lib/harness.js';
+
+const LOADGEN = process.env.LOADGEN_BIN ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../target/debug/loadgen');
+let db;
+let cluster;
+let A, B, C;
+
+before(async () => {
+  db = await createDatabase();
+  cluster = await startCluster(db, 3, { env: { LOCATION_RATE_PER_S: '50' } });
+  [A, B, C] = cluster.replicas;
+  await loadgen(['seed', '--drivers', '300', '--passengers', '300', '--admins', '1']);
+});
+
+after(async () => {
+  await cluster?.stop();
+  await db?.drop();
+});
+
+/** Runs loadgen (asynchronously: the replicas' log pipes must keep flowing) and parses its JSON. */
+function loadgen(args) {
+  return new Promise((resolve, reject) => {
+    execFile(LOADGEN, args, { env: { PATH: process.env.PATH, JWT_SECRET, INTERNAL_API_TOKEN: INTERNAL_TOKEN, DATABASE_URL: db.url }, timeout: 60000 },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))));
+  });
+}
+
+const addr = (r) => r.url.replace('http://', '');
+
+test('idle: every socket connects and the server memory is measured', async () => {
+  const r = await loadgen(['idle', '--count', '200', '--servers', addr(A), '--server-pids', String(A.child.pid), '--settle-secs', '0']);
+  assert.equal(r.connected, 200);
+  assert.deepEqual(r.errors, {});
+  assert.equal(r.handshake.count, 200);
+  assert.ok(r.rss_after_kib > 0 && r.bytes_per_connection > 0);
+});
+
+test('handshakes: throughput and fixed-rate latency', async () => {
+  const fast = await loadgen(['handshakes', '--count', '200', '--concurrency', '16', '--servers', `${addr(A)},${addr(B)}`]);
+  assert.equal(fast.completed, 200);
+  assert.ok(fast.handshakes_per_second > 0);
+  const paced = await loadgen(['handshakes', '--count', '50', '--rate', '100', '--servers', addr(C)]);
+  assert.equal(paced.completed, 50);
+  assert.equal(paced.scenario, 'handshake-latency');
+});
+
+test('locations: acks for every update', async () => {
+  const r = await loadgen(['locations', '--drivers', '50', '--rate', '5', '--secs', '2', '--servers', addr(B)]);
+  assert.equal(r.drivers, 50);
+  assert.deepEqual(r.refused, {});
+  assert.equal(r.unanswered, 0);
+  assert.ok(r.ack.count >= 400, `${r.ack.count} acks`);
+});
+
+test('fanout: every pushed message is delivered across replicas', async () => {
+  const r = await loadgen(['fanout', '--receivers', '100', '--servers', `${addr(B)},${addr(C)}`, '--emit-url', A.internalUrl, '--rate', '20', '--rooms-per-emit', '5', '--secs', '2']);
+  assert.equal(r.receivers, 100);
+  assert.equal(r.emit_errors, 0);
+  assert.equal(r.delivered, r.expected);
+});
+
+test('revocations: every revoked session is disconnected on another replica', async () => {
+  const r = await loadgen(['revocations', '--sockets', '200', '--revocations', '20', '--servers', `${addr(B)},${addr(C)}`, '--revoke-url', A.internalUrl, '--rate', '20']);
+  assert.equal(r.connected, 200);
+  assert.equal(r.revoked, 20);
+  assert.equal(r.disconnects_seen, 20);
+  assert.equal(r.request_errors, 0);
+});
