@@ -158,7 +158,13 @@ fn engine(settings: &ServeSettings) -> SocketIoBuilder<LocalAdapter> {
         // Without these a websocket frame could be 64 MB whatever MAX_PAYLOAD_BYTES says.
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
+        // Memory per idle connection (docs/benchmarks.md): a smaller initial WebSocket read
+        // buffer; it grows for larger messages.
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
 }
+
+/// Initial WebSocket read buffer per connection (socketioxide's default is 4096).
+const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// The connect handler of `ns`, behind the handshake middleware.
 fn handler<A>(ns: Namespace, svc: Arc<Services>) -> impl ConnectHandler<A, (SocketRef<A>,)>

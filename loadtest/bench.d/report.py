@@ -1,0 +1,147 @@
+"""Writes docs/benchmarks.md and its charts from loadtest/results/*.json (made by loadtest/bench)."""
+import json
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "loadtest" / "results"
+DOCS = ROOT / "docs"
+CHARTS = DOCS / "benchmarks"
+CHARTS.mkdir(parents=True, exist_ok=True)
+
+machine = json.loads((RESULTS / "machine.json").read_text())
+g = json.loads((RESULTS / "gateway.json").read_text())
+p = json.loads((RESULTS / "peer.json").read_text())
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+
+def kb(r):
+    return r["bytes_per_connection"] / 1024
+
+
+rows = []
+
+
+def row(metric, gv, pv, fmt, target, better_is_lower=False):
+    rows.append((metric, fmt(gv), fmt(pv), ratio(gv, pv), target))
+
+
+f0 = lambda v: f"{v:,.0f}"  # noqa: E731
+f1 = lambda v: f"{v:,.1f}"  # noqa: E731
+f2 = lambda v: f"{v:,.2f}"  # noqa: E731
+
+row(f"idle memory per WebSocket connection, {g['idle10k']['connected']:,} connections (KB)", kb(g["idle10k"]), kb(p["idle10k"]), f1, "≤ 12 KB")
+row(f"idle memory per connection, {g['idleMax']['connected']:,} / {p['idleMax']['connected']:,} connections (KB)", kb(g["idleMax"]), kb(p["idleMax"]), f1, "≤ 12 KB")
+row("handshake throughput, full JWT + PostgreSQL auth (per second)", g["handshakeThroughput"]["handshakes_per_second"], p["handshakeThroughput"]["handshakes_per_second"], f0, "≥ 5x peer")
+hl_g, hl_p = g["handshakeLatency"]["handshake"], p["handshakeLatency"]["handshake"]
+row(f"handshake latency p50 at {g['handshakeLatency']['target_rate']:.0f}/s (ms)", hl_g["p50_ms"], hl_p["p50_ms"], f2, "")
+row(f"handshake latency p99 at {g['handshakeLatency']['target_rate']:.0f}/s (ms)", hl_g["p99_ms"], hl_p["p99_ms"], f2, "")
+fo_g, fo_p = g["fanout"], p["fanout"]
+row(f"cross-replica fan-out delivered (msg/s, {fo_g['emits_per_second']:.0f} emits/s x {fo_g['rooms_per_emit']} rooms)", fo_g["delivered_per_second"], fo_p["delivered_per_second"], f0, "≥ 5x peer (capacity)")
+row("fan-out end-to-end p50 (ms)", fo_g["latency"]["p50_ms"], fo_p["latency"]["p50_ms"], f2, "")
+row("fan-out end-to-end p99 (ms)", fo_g["latency"]["p99_ms"], fo_p["latency"]["p99_ms"], f2, "")
+rv_g, rv_p = g["revocation"], p["revocation"]
+row(f"revocation latency p50, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p50_ms"], rv_p["latency"]["p50_ms"], f2, "")
+row(f"revocation latency p99, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p99_ms"], rv_p["latency"]["p99_ms"], f2, "≤ 0.5x peer")
+lo_g, lo_p = g["locations"], p["locations"]
+row(f"driver:location accepted with acks, one replica (per second, {lo_g['offered_per_second']:,.0f}/s offered)", lo_g["accepted_per_second"], lo_p["accepted_per_second"], f0, "≥ 5x peer (capacity)")
+row("driver:location ack p99 (ms)", lo_g["ack"]["p99_ms"], lo_p["ack"]["p99_ms"], f2, "")
+
+
+def losses(r):
+    return {
+        "idle10k errors": sum(r["idle10k"]["errors"].values()),
+        "idleMax errors": sum(r["idleMax"]["errors"].values()),
+        "handshake errors": sum(r["handshakeThroughput"]["errors"].values()) + sum(r["handshakeLatency"]["errors"].values()),
+        "locations refused/unanswered": sum(r["locations"]["refused"].values()) + r["locations"]["unanswered"],
+        "fan-out lost": r["fanout"]["expected"] - r["fanout"]["delivered"],
+        "revocations not seen": r["revocation"]["revoked"] - r["revocation"]["disconnects_seen"],
+    }
+
+
+def curve_chart(name, title, gsum, psum):
+    plt.figure(figsize=(7, 4))
+    for label, s in (("gateway", gsum), ("Node Socket.IO peer", psum)):
+        xs = [pt[0] for pt in s["curve"]]
+        ys = [max(pt[1], 0.001) for pt in s["curve"]]
+        plt.plot(range(len(xs)), ys, marker="o", label=label)
+        plt.xticks(range(len(xs)), [f"p{x:g}" for x in xs], rotation=45)
+    plt.yscale("log")
+    plt.ylabel("ms (log)")
+    plt.title(title)
+    plt.legend()
+    plt.grid(True, which="both", alpha=0.3)
+    plt.tight_layout()
+    plt.savefig(CHARTS / f"{name}.png", dpi=100)
+    plt.close()
+
+
+curve_chart("handshake-latency", "Handshake latency at a fixed rate", hl_g, hl_p)
+curve_chart("location-ack-latency", "driver:location ack latency", lo_g["ack"], lo_p["ack"])
+curve_chart("fanout-latency", "Cross-replica fan-out, end to end", fo_g["latency"], fo_p["latency"])
+curve_chart("revocation-latency", "Revocation: request on A to disconnect on B/C", rv_g["latency"], rv_p["latency"])
+
+plt.figure(figsize=(7, 4))
+labels = [f"{g['idle10k']['connected']:,}", "max"]
+width = 0.35
+plt.bar([0 - width / 2, 1 - width / 2], [kb(g["idle10k"]), kb(g["idleMax"])], width, label="gateway")
+plt.bar([0 + width / 2, 1 + width / 2], [kb(p["idle10k"]), kb(p["idleMax"])], width, label="Node Socket.IO peer")
+plt.axhline(12, color="red", linestyle="--", label="target 12 KB")
+plt.xticks([0, 1], labels)
+plt.ylabel("KB of server RSS per idle connection")
+plt.title("Memory per idle authenticated WebSocket connection")
+plt.legend()
+plt.tight_layout()
+plt.savefig(CHARTS / "memory-per-connection.png", dpi=100)
+plt.close()
+
+table = "\n".join(f"| {m} | {a} | {b} | {r} | {t} |" for m, a, b, r, t in rows)
+loss_g, loss_p = losses(g), losses(p)
+loss_table = "\n".join(f"| {k} | {loss_g[k]:,} | {loss_p[k]:,} |" for k in loss_g)
+notes_path = DOCS / "benchmarks-notes.md"
+notes = notes_path.read_text() if notes_path.exists() else ""
+
+(DOCS / "benchmarks.md").write_text(f"""# Benchmarks: the gateway and Node's Socket.IO, same load, same machine
+
+Generated by `loadtest/bench` ({machine['date']}); raw results in `loadtest/results/`. Do not edit by hand:
+explanations live in `docs/benchmarks-notes.md` and are appended below.
+
+**Machine**: {machine['cpu']}, {machine['cores']} cores, {machine['memoryGiB']} GiB, Linux {machine['kernel']},
+file-descriptor hard limit {machine['fdHardLimit']:,} per process. Load generator, servers, PostgreSQL and Redis share
+the same cores. **Versions**: {machine['rustc']}; gateway (socketioxide 0.18.9, socketioxide-redis 0.4.4, fred 10.1),
+release build; peer: Node {machine['node']}, socket.io {machine['socketio']}, @socket.io/redis-adapter
+{machine['redisAdapter']} (`loadtest/peers/node-socketio/`); {machine['redis']}; {machine['postgres']}.
+**Command**: `{' '.join(machine['commands'])}` (scale {machine['scale']}).
+
+**Load**: `loadgen` (the `loadtest/` crate), raw WebSocket Socket.IO clients spread over 127.0.0.1-16. Memory is the
+server process' RSS growth while the connections are held idle (after 5 s to settle), divided by connections.
+Handshakes go through the full auth: JWT, one PostgreSQL query, rooms, `hello`. Fan-out: pushes through replica A's
+internal API to passengers connected to B and C (three replicas, Redis adapter). Revocation: sessions revoked through
+A while 10k sockets are connected to B and C, timed from the request to the DISCONNECT packet at the client.
+Locations: drivers on one replica send `driver:location` with acks at a fixed rate.
+
+| metric | gateway | peer | gateway/peer | target |
+|---|---|---|---|---|
+{table}
+
+Errors and losses (every scenario counts them):
+
+| | gateway | peer |
+|---|---|---|
+{loss_table}
+
+![memory](benchmarks/memory-per-connection.png)
+![handshake latency](benchmarks/handshake-latency.png)
+![location ack latency](benchmarks/location-ack-latency.png)
+![fan-out latency](benchmarks/fanout-latency.png)
+![revocation latency](benchmarks/revocation-latency.png)
+
+{notes}
+""")
