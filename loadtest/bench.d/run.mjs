@@ -67,7 +67,7 @@ async function bench(db, target) {
     loadgen(db, ['handshakes', '--count', String(n(5000)), '--rate', '500', '--servers', addr(a)]));
   log('handshakeLatency', out.handshakeLatency);
   out.locations = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['locations', '--drivers', String(n(2000)), '--rate', '5', '--secs', '20', '--servers', addr(a)]));
+    loadgen(db, ['locations', '--drivers', String(n(1000)), '--rate', '5', '--window', '4', '--secs', '20', '--servers', addr(a)]));
   log('locations', out.locations);
   out.fanout = await scenario(db, target, 3, ([a, b, c]) =>
     loadgen(db, ['fanout', '--receivers', String(n(2000)), '--servers', `${addr(b)},${addr(c)}`, '--emit-url', a.internalUrl, '--rate', '200', '--rooms-per-emit', '10', '--secs', '15']));

@@ -86,6 +86,9 @@ enum Command {
         drivers: u32,
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
+        /// Unanswered updates per driver before it skips a tick.
+        #[arg(long, default_value_t = 4)]
+        window: usize,
         #[arg(long, default_value_t = 20)]
         secs: u64,
     },
@@ -164,9 +167,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Locations {
             drivers,
             rate,
+            window,
             secs,
         } => serde_json::to_value(
-            scenarios::locations(&t, drivers, rate, Duration::from_secs(secs)).await?,
+            scenarios::locations(&t, drivers, rate, window, Duration::from_secs(secs)).await?,
         )?,
         Command::Fanout {
             receivers,

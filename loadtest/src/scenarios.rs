@@ -215,7 +215,11 @@ pub struct LocationResult {
     pub scenario: &'static str,
     pub drivers: usize,
     pub rate_per_driver: f64,
+    /// Unanswered updates a driver may have before it skips a tick (closed loop, as apps do).
+    pub window: usize,
     pub offered_per_second: f64,
+    /// Ticks skipped because the window was full: the server was not keeping up.
+    pub skipped: u64,
     pub accepted_per_second: f64,
     pub refused: BTreeMap<String, u64>,
     pub unanswered: u64,
@@ -223,11 +227,13 @@ pub struct LocationResult {
     pub connect_errors: Errors,
 }
 
-/// Drivers send `driver:location` with acks at `rate` a second each, for `duration`.
+/// Drivers send `driver:location` with acks at `rate` a second each, for `duration`, each with at
+/// most `window` updates unanswered.
 pub async fn locations(
     t: &Targets,
     drivers: u32,
     rate: f64,
+    window: usize,
     duration: Duration,
 ) -> anyhow::Result<LocationResult> {
     let opened = open_many(t, Kind::Driver, 0, drivers, None, 500).await?;
@@ -239,6 +245,7 @@ pub async fn locations(
             let mut refused: BTreeMap<String, u64> = BTreeMap::new();
             let mut sent: HashMap<u64, Instant> = HashMap::new();
             let mut accepted = 0u64;
+            let mut skipped = 0u64;
             let period = Duration::from_secs_f64(1.0 / rate);
             // Spread drivers over the period instead of sending in lockstep.
             let offset = period.mul_f64(f64::from(i % 1000) / 1000.0);
@@ -249,6 +256,10 @@ pub async fn locations(
                 tokio::select! {
                     _ = ticker.tick() => {
                         if Instant::now() >= end { break; }
+                        if sent.len() >= window {
+                            skipped += 1;
+                            continue;
+                        }
                         let lat = 10.0 + f64::from(i % 70) + (next_id % 1000) as f64 / 1e4;
                         let data = format!("{{\"lat\":{lat},\"lng\":20.5,\"heading\":90,\"speed\":10}}");
                         sent.insert(next_id, Instant::now());
@@ -288,14 +299,15 @@ pub async fn locations(
                     _ => break,
                 }
             }
-            (latency, refused, accepted, sent.len() as u64)
+            (latency, refused, accepted, sent.len() as u64, skipped)
         });
     }
     let mut latency = Latency::default();
     let mut refused = BTreeMap::new();
-    let (mut accepted, mut unanswered) = (0, 0);
+    let (mut accepted, mut unanswered, mut skipped) = (0, 0, 0);
     while let Some(done) = tasks.join_next().await {
-        let (l, r, a, u) = done?;
+        let (l, r, a, u, s) = done?;
+        skipped += s;
         latency.merge(&l);
         for (k, v) in r {
             *refused.entry(k).or_default() += v;
@@ -307,7 +319,9 @@ pub async fn locations(
         scenario: "locations",
         drivers: connected,
         rate_per_driver: rate,
+        window,
         offered_per_second: connected as f64 * rate,
+        skipped,
         accepted_per_second: accepted as f64 / duration.as_secs_f64(),
         refused,
         unanswered,

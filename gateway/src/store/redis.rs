@@ -21,6 +21,9 @@ fn reconnect_policy() -> ReconnectPolicy {
     ReconnectPolicy::new_exponential(0, 100, 2_000, 2)
 }
 
+/// Pub/sub messages buffered per client before the slowest reader lags (and loses them).
+const PUBSUB_BUFFER: usize = 16 * 1024;
+
 /// A command that cannot complete in this time fails instead of hanging a request.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -51,7 +54,12 @@ impl RedisClients {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
             })
-            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT);
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                // Pub/sub messages wait here before the adapter's pump reads them; at fred's
+                // default (32) bursts of cross-replica emits lag and are lost.
+                p.broadcast_channel_capacity = PUBSUB_BUFFER;
+            });
         Ok(Self {
             adapter: builder.build_subscriber_client()?,
             auth_events: builder.build_subscriber_client()?,
