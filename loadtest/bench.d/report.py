@@ -61,6 +61,7 @@ def losses(r):
         "idleMax errors": sum(r["idleMax"]["errors"].values()),
         "handshake errors": sum(r["handshakeThroughput"]["errors"].values()) + sum(r["handshakeLatency"]["errors"].values()),
         "locations refused/unanswered": sum(r["locations"]["refused"].values()) + r["locations"]["unanswered"],
+        "locations ticks skipped (4 unanswered: client waits)": r["locations"].get("skipped", 0),
         "fan-out lost": r["fanout"]["expected"] - r["fanout"]["delivered"],
         "revocations not seen": r["revocation"]["revoked"] - r["revocation"]["disconnects_seen"],
     }
