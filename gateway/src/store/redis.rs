@@ -22,7 +22,7 @@ fn reconnect_policy() -> ReconnectPolicy {
 }
 
 /// Pub/sub messages buffered per client before the slowest reader lags (and loses them).
-const PUBSUB_BUFFER: usize = 16 * 1024;
+const PUBSUB_BUFFER: usize = 2048;
 
 /// A command that cannot complete in this time fails instead of hanging a request.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
