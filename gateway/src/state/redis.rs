@@ -105,6 +105,25 @@ impl RedisState {
         self.key(&["node", &self.settings.node_id, what])
     }
 
+    /// Replicas whose lease lapsed (or `node`, leaving) lose their drivers; each driver no replica
+    /// holds any more starts its grace.
+    async fn reap_nodes(&self, node: Option<&str>) -> Result<(), StateError> {
+        /// Lapsed replicas handled per sweep at most.
+        const REAP_BATCH: &str = "50";
+        self.run(
+            &self.scripts.reap_nodes,
+            vec![self.nodes_key(), self.pending_key()],
+            vec![
+                self.prefix.clone(),
+                self.settings.presence_grace.as_millis().to_string(),
+                REAP_BATCH.into(),
+                node.unwrap_or_default().to_owned(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn run(
         &self,
         script: &Script,
@@ -313,17 +332,7 @@ impl StateEngine for RedisState {
     }
 
     async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError> {
-        self.run(
-            &self.scripts.reap_nodes,
-            vec![self.nodes_key(), self.pending_key()],
-            vec![
-                self.prefix.clone(),
-                self.settings.presence_grace.as_millis().to_string(),
-                "50".into(),
-                String::new(),
-            ],
-        )
-        .await?;
+        self.reap_nodes(None).await?;
         let at = now_rfc3339();
         let changed = self
             .run(
@@ -425,17 +434,6 @@ impl StateEngine for RedisState {
     }
 
     async fn release_lease(&self) -> Result<(), StateError> {
-        self.run(
-            &self.scripts.reap_nodes,
-            vec![self.nodes_key(), self.pending_key()],
-            vec![
-                self.prefix.clone(),
-                self.settings.presence_grace.as_millis().to_string(),
-                "1".into(),
-                self.settings.node_id.clone(),
-            ],
-        )
-        .await?;
-        Ok(())
+        self.reap_nodes(Some(&self.settings.node_id)).await
     }
 }
