@@ -38,6 +38,7 @@ use crate::{
         Io, Layer, Services, presence,
         sessions::{SessionEvents, auth_events_channel},
     },
+    request_head::detach_from_read_buffer,
     state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState},
     store::{postgres::PgStore, redis::RedisClients},
 };
@@ -253,6 +254,7 @@ where
         .allow_headers(AllowHeaders::mirror_request());
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            .map_request(detach_from_read_buffer)
             .layer(cors)
             .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
             .service(service),

@@ -11,6 +11,7 @@
 //! - [`realtime`]: namespaces, rooms, socket context, the cluster adapter, session revocation.
 //! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
 //! - [`health`]: readiness and drain state.
+//! - [`request_head`]: frees hyper's read buffer from the request heads Engine.IO keeps.
 //! - [`telemetry`]: the log subscriber, JSON or pretty.
 //!
 //! Wire types (event names, room names, payloads, claims) live in the `shared` crate.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod health;
 pub mod internal;
 pub mod realtime;
+pub mod request_head;
 pub mod state;
 pub mod store;
 pub mod telemetry;
