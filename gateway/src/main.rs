@@ -17,6 +17,9 @@ use shared::claims::AccessClaims;
 /// `EX_CONFIG`-style exit code for a bad command line or configuration (sysexits' EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

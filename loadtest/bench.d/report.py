@@ -37,22 +37,55 @@ f0 = lambda v: f"{v:,.0f}"  # noqa: E731
 f1 = lambda v: f"{v:,.1f}"  # noqa: E731
 f2 = lambda v: f"{v:,.2f}"  # noqa: E731
 
+def cpu_rate(r):
+    """Operations per second of server CPU: the rate one core of the server alone could carry."""
+    us = r["cpu_per_handshake"]["servers_us"]
+    return 1e6 / us if us else 0
+
+
+def capacity(r, field):
+    """The highest sustained rate of a ramp (0 when even the first step was not sustained)."""
+    return r["best"][field] if r["best"] else 0
+
+
+SUSTAINED = "≥ 99% delivered, none lost or refused, p99 ≤ 250 ms"
 row(f"idle memory per WebSocket connection, {g['idle10k']['connected']:,} connections (KB)", kb(g["idle10k"]), kb(p["idle10k"]), f1, "≤ 12 KB")
 row(f"idle memory per connection, {g['idleMax']['connected']:,} / {p['idleMax']['connected']:,} connections (KB)", kb(g["idleMax"]), kb(p["idleMax"]), f1, "≤ 12 KB")
 row("handshake throughput, full JWT + PostgreSQL auth (per second)", g["handshakeThroughput"]["handshakes_per_second"], p["handshakeThroughput"]["handshakes_per_second"], f0, "≥ 5x peer")
+row("handshakes per second of server CPU (1 s ÷ server CPU per handshake)", cpu_rate(g["handshakeThroughput"]), cpu_rate(p["handshakeThroughput"]), f0, "")
 hl_g, hl_p = g["handshakeLatency"]["handshake"], p["handshakeLatency"]["handshake"]
 row(f"handshake latency p50 at {g['handshakeLatency']['target_rate']:.0f}/s (ms)", hl_g["p50_ms"], hl_p["p50_ms"], f2, "")
 row(f"handshake latency p99 at {g['handshakeLatency']['target_rate']:.0f}/s (ms)", hl_g["p99_ms"], hl_p["p99_ms"], f2, "")
+row(f"cross-replica fan-out capacity (msg/s delivered, {SUSTAINED})", capacity(g["fanoutCapacity"], "delivered_per_second"), capacity(p["fanoutCapacity"], "delivered_per_second"), f0, "≥ 5x peer")
 fo_g, fo_p = g["fanout"], p["fanout"]
-row(f"cross-replica fan-out delivered (msg/s, {fo_g['emits_per_second']:.0f} emits/s x {fo_g['rooms_per_emit']} rooms)", fo_g["delivered_per_second"], fo_p["delivered_per_second"], f0, "≥ 5x peer (capacity)")
-row("fan-out end-to-end p50 (ms)", fo_g["latency"]["p50_ms"], fo_p["latency"]["p50_ms"], f2, "")
-row("fan-out end-to-end p99 (ms)", fo_g["latency"]["p99_ms"], fo_p["latency"]["p99_ms"], f2, "")
+rate_label = f"{fo_g['emits_per_second'] * fo_g['rooms_per_emit']:,.0f} msg/s"
+row(f"fan-out end-to-end p50 at a fixed {rate_label} (ms)", fo_g["latency"]["p50_ms"], fo_p["latency"]["p50_ms"], f2, "")
+row(f"fan-out end-to-end p99 at a fixed {rate_label} (ms)", fo_g["latency"]["p99_ms"], fo_p["latency"]["p99_ms"], f2, "")
 rv_g, rv_p = g["revocation"], p["revocation"]
 row(f"revocation latency p50, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p50_ms"], rv_p["latency"]["p50_ms"], f2, "")
 row(f"revocation latency p99, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p99_ms"], rv_p["latency"]["p99_ms"], f2, "≤ 0.5x peer")
 lo_g, lo_p = g["locations"], p["locations"]
-row(f"driver:location accepted with acks, one replica (per second, {lo_g['offered_per_second']:,.0f}/s offered)", lo_g["accepted_per_second"], lo_p["accepted_per_second"], f0, "≥ 5x peer (capacity)")
-row("driver:location ack p99 (ms)", lo_g["ack"]["p99_ms"], lo_p["ack"]["p99_ms"], f2, "")
+row(f"driver:location capacity with acks, one replica (updates/s, {SUSTAINED})", capacity(g["locationCapacity"], "accepted_per_second"), capacity(p["locationCapacity"], "accepted_per_second"), f0, "≥ 5x peer")
+row(f"driver:location ack p99 at a fixed {lo_g['offered_per_second']:,.0f}/s (ms)", lo_g["ack"]["p99_ms"], lo_p["ack"]["p99_ms"], f2, "")
+
+
+def cpu_table(key, label):
+    names = [("servers_us", "server under test"), ("postgres_us", "PostgreSQL"), ("redis_us", "Redis"),
+             ("load_generator_us", "load generator"), ("total_us", "**total**")]
+    cg, cp = g[key[0]][key[1]], p[key[0]][key[1]]
+    lines = [f"| {label} | gateway | peer |", "|---|---|---|"]
+    lines += [f"| {name} | {cg[k]:,.0f} | {cp[k]:,.0f} |" for k, name in names]
+    return "\n".join(lines)
+
+
+def ramp_table(key, field, p99):
+    lines = ["| system | offered | achieved | p99 (ms) | sustained |", "|---|---|---|---|---|"]
+    for label, r in (("gateway", g), ("peer", p)):
+        for st in r[key]["steps"]:
+            res = st["result"]
+            offered = res.get("offered_per_second") or st["rate"] * res.get("rooms_per_emit", 1)
+            lines.append(f"| {label} | {offered:,.0f} | {res[field]:,.0f} | {p99(res):,.1f} | {'yes' if st['ok'] else 'no'} |")
+    return "\n".join(lines)
 
 
 def losses(r):
@@ -88,6 +121,26 @@ curve_chart("handshake-latency", "Handshake latency at a fixed rate", hl_g, hl_p
 curve_chart("location-ack-latency", "driver:location ack latency", lo_g["ack"], lo_p["ack"])
 curve_chart("fanout-latency", "Cross-replica fan-out, end to end", fo_g["latency"], fo_p["latency"])
 curve_chart("revocation-latency", "Revocation: request on A to disconnect on B/C", rv_g["latency"], rv_p["latency"])
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for ax, key, field, p99, title in (
+    (axes[0], "locationCapacity", "accepted_per_second", lambda r: r["ack"]["p99_ms"], "driver:location, one replica"),
+    (axes[1], "fanoutCapacity", "delivered_per_second", lambda r: r["latency"]["p99_ms"], "fan-out across three replicas"),
+):
+    for label, r in (("gateway", g), ("Node Socket.IO peer", p)):
+        xs = [st["result"][field] for st in r[key]["steps"]]
+        ys = [max(p99(st["result"]), 0.001) for st in r[key]["steps"]]
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.axhline(250, color="red", linestyle="--", label="p99 250 ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("achieved per second")
+    ax.set_ylabel("p99 ms (log)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+fig.tight_layout()
+fig.savefig(CHARTS / "capacity-ramps.png", dpi=100)
+plt.close(fig)
 
 plt.figure(figsize=(7, 4))
 labels = [f"{g['idle10k']['connected']:,}", "max"]
@@ -126,7 +179,8 @@ server process' RSS growth while the connections are held idle (after 5 s to set
 Handshakes go through the full auth: JWT, one PostgreSQL query, rooms, `hello`. Fan-out: pushes through replica A's
 internal API to passengers connected to B and C (three replicas, Redis adapter). Revocation: sessions revoked through
 A while 10k sockets are connected to B and C, timed from the request to the DISCONNECT packet at the client.
-Locations: drivers on one replica send `driver:location` with acks at a fixed rate.
+Locations: drivers on one replica send `driver:location` with acks. Latency rows are at a fixed rate both systems
+sustain; capacity rows come from the ramps below.
 
 | metric | gateway | peer | gateway/peer | target |
 |---|---|---|---|---|
@@ -143,6 +197,21 @@ Errors and losses (every scenario counts them):
 ![location ack latency](benchmarks/location-ack-latency.png)
 ![fan-out latency](benchmarks/fanout-latency.png)
 ![revocation latency](benchmarks/revocation-latency.png)
+![capacity ramps](benchmarks/capacity-ramps.png)
+
+Capacity ramps: rising rates, each a fresh 10-second run on the same servers, stopping at the first rate not
+sustained ({SUSTAINED}).
+
+{ramp_table("locationCapacity", "accepted_per_second", lambda r: r["ack"]["p99_ms"])}
+
+{ramp_table("fanoutCapacity", "delivered_per_second", lambda r: r["latency"]["p99_ms"])}
+
+Where the CPU goes: microseconds of CPU per operation of every process on the machine, from `/proc/<pid>/stat`
+before and after the run (everything shares the same cores, so the total bounds the rate this machine can reach).
+
+{cpu_table(("handshakeThroughput", "cpu_per_handshake"), "µs of CPU per handshake (throughput run)")}
+
+{cpu_table(("locations", "cpu_per_update"), f"µs of CPU per driver:location at {lo_g['offered_per_second']:,.0f}/s")}
 
 {notes}
 """)

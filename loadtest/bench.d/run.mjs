@@ -51,6 +51,30 @@ async function scenario(db, target, replicas, run) {
   }
 }
 
+// A rate is sustained when at least 99% of what was offered arrives, nothing is refused or lost,
+// and p99 stays within what an app user would not notice.
+const SUSTAINED_P99_MS = 250;
+
+// Runs `step(rate)` at rising rates (each a fresh loadgen run on the same servers) and keeps the
+// highest rate `sustained` says was met; stops at the first rate that was not.
+async function ramp(rates, step, sustained) {
+  const steps = [];
+  let best = null;
+  for (const rate of rates) {
+    const r = await step(rate);
+    const ok = sustained(r);
+    steps.push({ rate, ok, result: r });
+    if (!ok) break;
+    best = r;
+  }
+  return { best, steps };
+}
+
+const locationSustained = (r) => r.accepted_per_second >= 0.99 * r.offered_per_second && r.skipped === 0
+  && r.unanswered === 0 && Object.keys(r.refused).length === 0 && r.ack.p99_ms <= SUSTAINED_P99_MS;
+const fanoutSustained = (r) => r.delivered === r.expected && r.emit_errors === 0
+  && r.emits_per_second >= 0.99 * r.target_rate && r.latency.p99_ms <= SUSTAINED_P99_MS;
+
 async function bench(db, target) {
   const log = (name, r) => console.error(`${target} ${name}: ${JSON.stringify(r, (k, v) => (k === 'curve' ? undefined : v))}`);
   const out = {};
@@ -61,17 +85,28 @@ async function bench(db, target) {
     loadgen(db, ['idle', '--count', String(maxIdle), '--rate', '500', '--servers', addr(a), '--server-pids', String(a.child.pid), '--settle-secs', '5']));
   log('idleMax', out.idleMax);
   out.handshakeThroughput = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['handshakes', '--count', String(n(10000)), '--concurrency', '64', '--servers', addr(a)]));
+    loadgen(db, ['handshakes', '--count', String(n(10000)), '--concurrency', '64', '--servers', addr(a), '--server-pids', String(a.child.pid)]));
   log('handshakeThroughput', out.handshakeThroughput);
   out.handshakeLatency = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['handshakes', '--count', String(n(5000)), '--rate', '500', '--servers', addr(a)]));
+    loadgen(db, ['handshakes', '--count', String(n(5000)), '--rate', '500', '--servers', addr(a), '--server-pids', String(a.child.pid)]));
   log('handshakeLatency', out.handshakeLatency);
-  out.locations = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['locations', '--drivers', String(n(1000)), '--rate', '5', '--window', '4', '--secs', '20', '--servers', addr(a)]));
+  // driver:location: a fixed rate both sustain (latency), then rising rates (capacity).
+  const drivers = n(1000);
+  const locationsAt = (a, perDriver, secs) => loadgen(db, ['locations', '--drivers', String(drivers), '--rate', String(perDriver),
+    '--window', '4', '--secs', String(secs), '--servers', addr(a), '--server-pids', String(a.child.pid)]);
+  out.locations = await scenario(db, target, 1, ([a]) => locationsAt(a, 5, 20));
   log('locations', out.locations);
-  out.fanout = await scenario(db, target, 3, ([a, b, c]) =>
-    loadgen(db, ['fanout', '--receivers', String(n(2000)), '--servers', `${addr(b)},${addr(c)}`, '--emit-url', a.internalUrl, '--rate', '200', '--rooms-per-emit', '10', '--secs', '15']));
+  out.locationCapacity = await scenario(db, target, 1, ([a]) =>
+    ramp([2, 5, 10, 15, 20, 25, 30, 40], (perDriver) => locationsAt(a, perDriver, 10), locationSustained));
+  log('locationCapacity', out.locationCapacity.best);
+  // Fan-out across replicas: the same, pushes through A to passengers on B and C.
+  const fanoutAt = (a, b, c, rate, secs) => loadgen(db, ['fanout', '--receivers', String(n(2000)), '--servers', `${addr(b)},${addr(c)}`,
+    '--emit-url', a.internalUrl, '--rate', String(rate), '--rooms-per-emit', '10', '--secs', String(secs)]).then((r) => ({ ...r, target_rate: rate }));
+  out.fanout = await scenario(db, target, 3, ([a, b, c]) => fanoutAt(a, b, c, 200, 15));
   log('fanout', out.fanout);
+  out.fanoutCapacity = await scenario(db, target, 3, ([a, b, c]) =>
+    ramp([200, 500, 1000, 1500, 2000, 3000, 4000], (rate) => fanoutAt(a, b, c, rate, 10), fanoutSustained));
+  log('fanoutCapacity', out.fanoutCapacity.best);
   out.revocation = await scenario(db, target, 3, ([a, b, c]) =>
     loadgen(db, ['revocations', '--sockets', String(n(10000)), '--revocations', String(n(300)), '--servers', `${addr(b)},${addr(c)}`, '--revoke-url', a.internalUrl, '--rate', '30']));
   log('revocation', out.revocation);

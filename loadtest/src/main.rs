@@ -79,6 +79,9 @@ enum Command {
         rate: Option<f64>,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Server processes whose CPU is accounted per handshake.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// Drivers send driver:location with acks at --rate each.
     Locations {
@@ -91,6 +94,9 @@ enum Command {
         window: usize,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+        /// Server processes whose CPU is accounted per update.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// Push through one replica to passengers on the others.
     Fanout {
@@ -163,14 +169,26 @@ async fn main() -> anyhow::Result<()> {
             count,
             rate,
             concurrency,
-        } => serde_json::to_value(scenarios::handshakes(&t, count, rate, concurrency).await?)?,
+            server_pids,
+        } => serde_json::to_value(
+            scenarios::handshakes(&t, count, rate, concurrency, &server_pids).await?,
+        )?,
         Command::Locations {
             drivers,
             rate,
             window,
             secs,
+            server_pids,
         } => serde_json::to_value(
-            scenarios::locations(&t, drivers, rate, window, Duration::from_secs(secs)).await?,
+            scenarios::locations(
+                &t,
+                drivers,
+                rate,
+                window,
+                Duration::from_secs(secs),
+                &server_pids,
+            )
+            .await?,
         )?,
         Command::Fanout {
             receivers,

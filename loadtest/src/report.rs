@@ -66,3 +66,89 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// CPU time (user + system) used so far by a process, in milliseconds, from `/proc/<pid>/stat`
+/// (counted in USER_HZ ticks, 100 a second on Linux).
+fn cpu_ms(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) * 10.0)
+}
+
+/// CPU time of every process with this command name (all PostgreSQL backends, say).
+fn cpu_ms_named(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim_end() == name).then(|| cpu_ms(&pid)).flatten()
+        })
+        .sum()
+}
+
+/// Where the machine's CPU went during a run, per operation, in microseconds: the servers
+/// under test, PostgreSQL, Redis and this load generator (all share the same cores).
+#[derive(Debug, Serialize)]
+pub struct CpuPerOperation {
+    pub servers_us: f64,
+    pub postgres_us: f64,
+    pub redis_us: f64,
+    pub load_generator_us: f64,
+    pub total_us: f64,
+}
+
+#[derive(Clone, Copy)]
+struct CpuSample {
+    servers: f64,
+    postgres: f64,
+    redis: f64,
+    load_generator: f64,
+}
+
+/// Samples CPU time at the start of a run; [`CpuMeter::per_operation`] divides what was used since.
+pub struct CpuMeter {
+    server_pids: Vec<u32>,
+    start: CpuSample,
+}
+
+impl CpuMeter {
+    pub fn start(server_pids: &[u32]) -> Self {
+        let server_pids = server_pids.to_vec();
+        let start = Self::sample(&server_pids);
+        Self { server_pids, start }
+    }
+
+    fn sample(server_pids: &[u32]) -> CpuSample {
+        CpuSample {
+            servers: server_pids
+                .iter()
+                .filter_map(|pid| cpu_ms(&pid.to_string()))
+                .sum(),
+            postgres: cpu_ms_named("postgres"),
+            redis: cpu_ms_named("redis-server"),
+            load_generator: cpu_ms("self").unwrap_or(0.0),
+        }
+    }
+
+    pub fn per_operation(&self, operations: u64) -> CpuPerOperation {
+        let end = Self::sample(&self.server_pids);
+        let per = |end: f64, start: f64| (end - start).max(0.0) * 1000.0 / operations.max(1) as f64;
+        let servers_us = per(end.servers, self.start.servers);
+        let postgres_us = per(end.postgres, self.start.postgres);
+        let redis_us = per(end.redis, self.start.redis);
+        let load_generator_us = per(end.load_generator, self.start.load_generator);
+        CpuPerOperation {
+            servers_us,
+            postgres_us,
+            redis_us,
+            load_generator_us,
+            total_us: servers_us + postgres_us + redis_us + load_generator_us,
+        }
+    }
+}

@@ -18,7 +18,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use crate::{
     client::{self, Client, Incoming},
     identities::{self, Kind},
-    report::{Latency, LatencySummary, rss_kib},
+    report::{CpuMeter, CpuPerOperation, Latency, LatencySummary, rss_kib},
 };
 
 /// Where connections go and come from.
@@ -167,6 +167,8 @@ pub struct HandshakeResult {
     pub target_rate: Option<f64>,
     pub handshakes_per_second: f64,
     pub handshake: LatencySummary,
+    /// CPU per handshake of each process involved (the servers are those of `--server-pids`).
+    pub cpu_per_handshake: CpuPerOperation,
 }
 
 /// Full handshakes (connect, JWT, PostgreSQL, rooms, hello), each socket closed right after.
@@ -175,7 +177,9 @@ pub async fn handshakes(
     count: u32,
     rate: Option<f64>,
     concurrency: usize,
+    server_pids: &[u32],
 ) -> anyhow::Result<HandshakeResult> {
+    let cpu = CpuMeter::start(server_pids);
     // Open and drop in batches so file descriptors are recycled.
     let batch = 2000.min(count.max(1));
     let mut latency = Latency::default();
@@ -207,6 +211,7 @@ pub async fn handshakes(
         target_rate: rate,
         handshakes_per_second: completed as f64 / elapsed.as_secs_f64(),
         handshake: latency.summary(),
+        cpu_per_handshake: cpu.per_operation(completed),
     })
 }
 
@@ -225,6 +230,8 @@ pub struct LocationResult {
     pub unanswered: u64,
     pub ack: LatencySummary,
     pub connect_errors: Errors,
+    /// CPU per accepted update of each process involved, connecting excluded.
+    pub cpu_per_update: CpuPerOperation,
 }
 
 /// Drivers send `driver:location` with acks at `rate` a second each, for `duration`, each with at
@@ -235,9 +242,11 @@ pub async fn locations(
     rate: f64,
     window: usize,
     duration: Duration,
+    server_pids: &[u32],
 ) -> anyhow::Result<LocationResult> {
     let opened = open_many(t, Kind::Driver, 0, drivers, None, 500).await?;
     let connected = opened.clients.len();
+    let cpu = CpuMeter::start(server_pids);
     let mut tasks = JoinSet::new();
     for (i, mut client) in opened.clients {
         tasks.spawn(async move {
@@ -327,6 +336,7 @@ pub async fn locations(
         unanswered,
         ack: latency.summary(),
         connect_errors: opened.errors,
+        cpu_per_update: cpu.per_operation(accepted),
     })
 }
 
