@@ -14,6 +14,8 @@ import { io } from 'socket.io-client';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const GATEWAY_BIN =
   process.env.GATEWAY_BIN ?? path.resolve(here, '../../target/debug/gateway');
+export const LOADGEN_BIN =
+  process.env.LOADGEN_BIN ?? path.resolve(here, '../../target/debug/loadgen');
 /** PostgreSQL server the tests create their databases on (trust auth on this machine). */
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 /** The shared Redis; each cluster gets its own REDIS_PREFIX on it. */
@@ -29,6 +31,20 @@ export function runGateway(args, env = {}) {
     execFile(GATEWAY_BIN, args, { env: { PATH: process.env.PATH, ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? error.code : 0, stdout, stderr });
     });
+  });
+}
+
+/**
+ * Runs the load generator against `db` with this harness' secrets and parses its JSON result.
+ * Asynchronous on purpose: the replicas' log pipes must keep flowing while it runs.
+ */
+export function loadgen(db, args, { bin = LOADGEN_BIN, timeout = 0 } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, {
+      env: { PATH: process.env.PATH, JWT_SECRET, INTERNAL_API_TOKEN: INTERNAL_TOKEN, DATABASE_URL: db.url },
+      maxBuffer: 64 << 20,
+      timeout,
+    }, (error, stdout, stderr) => (error ? reject(new Error(`loadgen ${args[0]}: ${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))));
   });
 }
 

@@ -3,12 +3,8 @@
 // results are complete (every connection made, every message delivered, every revocation seen).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { createDatabase, startCluster, JWT_SECRET, INTERNAL_TOKEN } from '../lib/harness.js';
+import { createDatabase, startCluster, loadgen as runLoadgen } from '../lib/harness.js';
 
-const LOADGEN = process.env.LOADGEN_BIN ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../target/debug/loadgen');
 let db;
 let cluster;
 let A, B, C;
@@ -25,13 +21,7 @@ after(async () => {
   await db?.drop();
 });
 
-/** Runs loadgen (asynchronously: the replicas' log pipes must keep flowing) and parses its JSON. */
-function loadgen(args) {
-  return new Promise((resolve, reject) => {
-    execFile(LOADGEN, args, { env: { PATH: process.env.PATH, JWT_SECRET, INTERNAL_API_TOKEN: INTERNAL_TOKEN, DATABASE_URL: db.url }, timeout: 60000 },
-      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))));
-  });
-}
+const loadgen = (args) => runLoadgen(db, args, { timeout: 60000 });
 
 const addr = (r) => r.url.replace('http://', '');
 
@@ -43,10 +33,15 @@ test('idle: every socket connects and the server memory is measured', async () =
   assert.ok(r.rss_after_kib > 0 && r.bytes_per_connection > 0);
 });
 
-test('handshakes: throughput and fixed-rate latency', async () => {
-  const fast = await loadgen(['handshakes', '--count', '200', '--concurrency', '16', '--servers', `${addr(A)},${addr(B)}`]);
+test('handshakes: throughput, fixed-rate latency and where the CPU went', async () => {
+  const fast = await loadgen(['handshakes', '--count', '200', '--concurrency', '16', '--servers', `${addr(A)},${addr(B)}`,
+    '--server-pids', `${A.child.pid},${B.child.pid}`]);
   assert.equal(fast.completed, 200);
   assert.ok(fast.handshakes_per_second > 0);
+  // The servers' CPU is read from /proc: 200 handshakes take well over the 10 ms it counts in.
+  const cpu = fast.cpu_per_handshake;
+  assert.ok(cpu.servers_us > 0, JSON.stringify(cpu));
+  assert.equal(cpu.total_us, cpu.servers_us + cpu.postgres_us + cpu.redis_us + cpu.load_generator_us);
   const paced = await loadgen(['handshakes', '--count', '50', '--rate', '100', '--servers', addr(C)]);
   assert.equal(paced.completed, 50);
   assert.equal(paced.scenario, 'handshake-latency');

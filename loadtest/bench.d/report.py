@@ -202,7 +202,11 @@ Errors and losses (every scenario counts them):
 Capacity ramps: rising rates, each a fresh 10-second run on the same servers, stopping at the first rate not
 sustained ({SUSTAINED}).
 
+*driver:location with acks, one replica (1,000 drivers):*
+
 {ramp_table("locationCapacity", "accepted_per_second", lambda r: r["ack"]["p99_ms"])}
+
+*Fan-out across three replicas (pushes to 10 rooms each, through A, to 2,000 passengers on B and C):*
 
 {ramp_table("fanoutCapacity", "delivered_per_second", lambda r: r["latency"]["p99_ms"])}
 
@@ -212,6 +216,8 @@ before and after the run (everything shares the same cores, so the total bounds 
 {cpu_table(("handshakeThroughput", "cpu_per_handshake"), "µs of CPU per handshake (throughput run)")}
 
 {cpu_table(("locations", "cpu_per_update"), f"µs of CPU per driver:location at {lo_g['offered_per_second']:,.0f}/s")}
+
+{cpu_table(("fanout", "cpu_per_message"), f"µs of CPU per fan-out message at {rate_label} (three replicas)")}
 
 {notes}
 """)

@@ -1,11 +1,11 @@
 // Runs every benchmark scenario against the gateway and the Node peer, the same way, and writes
 // loadtest/results/{gateway,peer}.json plus loadtest/results/machine.json.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, startReplica, JWT_SECRET, INTERNAL_TOKEN } from '../../e2e/lib/harness.js';
+import { createDatabase, startReplica, loadgen as runLoadgen } from '../../e2e/lib/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');
@@ -21,14 +21,7 @@ const targets = {
   peer: { command: ['node', path.join(root, 'loadtest/peers/node-socketio/server.js')], env: {} },
 };
 
-function loadgen(db, args) {
-  return new Promise((resolve, reject) => {
-    execFile(LOADGEN, args, {
-      env: { PATH: process.env.PATH, JWT_SECRET, INTERNAL_API_TOKEN: INTERNAL_TOKEN, DATABASE_URL: db.url },
-      maxBuffer: 64 << 20,
-    }, (error, stdout, stderr) => (error ? reject(new Error(`loadgen ${args[0]}: ${error.message}\n${stderr}`)) : resolve(JSON.parse(stdout))));
-  });
-}
+const loadgen = (db, args) => runLoadgen(db, args, { bin: LOADGEN });
 
 const addr = (r) => r.url.replace('http://', '');
 
@@ -101,11 +94,12 @@ async function bench(db, target) {
   log('locationCapacity', out.locationCapacity.best);
   // Fan-out across replicas: the same, pushes through A to passengers on B and C.
   const fanoutAt = (a, b, c, rate, secs) => loadgen(db, ['fanout', '--receivers', String(n(2000)), '--servers', `${addr(b)},${addr(c)}`,
-    '--emit-url', a.internalUrl, '--rate', String(rate), '--rooms-per-emit', '10', '--secs', String(secs)]).then((r) => ({ ...r, target_rate: rate }));
+    '--emit-url', a.internalUrl, '--rate', String(rate), '--rooms-per-emit', '10', '--secs', String(secs),
+    '--server-pids', [a, b, c].map((r) => r.child.pid).join(',')]).then((r) => ({ ...r, target_rate: rate }));
   out.fanout = await scenario(db, target, 3, ([a, b, c]) => fanoutAt(a, b, c, 200, 15));
   log('fanout', out.fanout);
   out.fanoutCapacity = await scenario(db, target, 3, ([a, b, c]) =>
-    ramp([200, 500, 1000, 1500, 2000, 3000, 4000], (rate) => fanoutAt(a, b, c, rate, 10), fanoutSustained));
+    ramp([200, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000], (rate) => fanoutAt(a, b, c, rate, 10), fanoutSustained));
   log('fanoutCapacity', out.fanoutCapacity.best);
   out.revocation = await scenario(db, target, 3, ([a, b, c]) =>
     loadgen(db, ['revocations', '--sockets', String(n(10000)), '--revocations', String(n(300)), '--servers', `${addr(b)},${addr(c)}`, '--revoke-url', a.internalUrl, '--rate', '30']));

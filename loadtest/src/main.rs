@@ -111,6 +111,9 @@ enum Command {
         rooms_per_emit: u32,
         #[arg(long, default_value_t = 20)]
         secs: u64,
+        /// Server processes whose CPU is accounted per delivered message.
+        #[arg(long, value_delimiter = ',')]
+        server_pids: Vec<u32>,
     },
     /// Revoke sessions through one replica while N sockets are connected.
     Revocations {
@@ -196,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             rooms_per_emit,
             secs,
+            server_pids,
         } => serde_json::to_value(
             scenarios::fanout(
                 &t,
@@ -205,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 rooms_per_emit,
                 Duration::from_secs(secs),
+                &server_pids,
             )
             .await?,
         )?,

@@ -380,6 +380,8 @@ pub struct FanoutResult {
     pub delivered_per_second: f64,
     pub emit_errors: u64,
     pub latency: LatencySummary,
+    /// CPU per delivered message of each process involved, connecting excluded.
+    pub cpu_per_message: CpuPerOperation,
 }
 
 /// Pushes through one replica's internal API to passengers connected to the others, at a fixed
@@ -392,6 +394,7 @@ pub async fn fanout(
     rate: f64,
     rooms_per_emit: u32,
     duration: Duration,
+    server_pids: &[u32],
 ) -> anyhow::Result<FanoutResult> {
     let opened = open_many(t, Kind::Passenger, 0, receivers, None, 500).await?;
     let connected = opened.clients.len() as u32;
@@ -423,6 +426,7 @@ pub async fn fanout(
     }
     let http = http();
     let emit_url = format!("{emit_url}/internal/v1/emit");
+    let cpu = CpuMeter::start(server_pids);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     let (mut emits, mut expected, mut emit_errors) = (0u64, 0u64, 0u64);
@@ -463,6 +467,7 @@ pub async fn fanout(
         latency.merge(&done?);
     }
     let delivered = latency.summary().count;
+    let cpu_per_message = cpu.per_operation(delivered);
     Ok(FanoutResult {
         scenario: "fanout",
         receivers: connected as usize,
@@ -473,6 +478,7 @@ pub async fn fanout(
         delivered_per_second: delivered as f64 / elapsed.as_secs_f64(),
         emit_errors,
         latency: latency.summary(),
+        cpu_per_message,
     })
 }
 
