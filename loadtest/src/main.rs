@@ -206,9 +206,11 @@ async fn main() -> anyhow::Result<()> {
                 receivers,
                 &emit_url,
                 &cli.internal_token,
-                rate,
-                rooms_per_emit,
-                Duration::from_secs(secs),
+                scenarios::Pushes {
+                    rate,
+                    rooms_per_emit,
+                    duration: Duration::from_secs(secs),
+                },
                 &server_pids,
             )
             .await?,

@@ -384,6 +384,13 @@ pub struct FanoutResult {
     pub cpu_per_message: CpuPerOperation,
 }
 
+/// What the fan-out scenario pushes: `rate` emits a second, each to `rooms_per_emit` rooms.
+pub struct Pushes {
+    pub rate: f64,
+    pub rooms_per_emit: u32,
+    pub duration: Duration,
+}
+
 /// Pushes through one replica's internal API to passengers connected to the others, at a fixed
 /// rate; each receiver measures the time from send to delivery (same machine clock).
 pub async fn fanout(
@@ -391,11 +398,14 @@ pub async fn fanout(
     receivers: u32,
     emit_url: &str,
     internal_token: &str,
-    rate: f64,
-    rooms_per_emit: u32,
-    duration: Duration,
+    pushes: Pushes,
     server_pids: &[u32],
 ) -> anyhow::Result<FanoutResult> {
+    let Pushes {
+        rate,
+        rooms_per_emit,
+        duration,
+    } = pushes;
     let opened = open_many(t, Kind::Passenger, 0, receivers, None, 500).await?;
     let connected = opened.clients.len() as u32;
     let mut listeners = JoinSet::new();
