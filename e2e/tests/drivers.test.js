@@ -117,6 +117,20 @@ for (const mode of ['cluster', 'single']) {
       watcher.close();
     });
 
+    test('reports from many drivers at once are each acked and stored as their own', async () => {
+      // Arriving together, they share Redis script calls: each answer and position must stay with its driver.
+      const drivers = await Promise.all(Array.from({ length: 30 }, (_, i) => driver([A, B, C][i % 3])));
+      const answers = await Promise.all(drivers.map((d, i) => ask(d.socket, 'driver:location', { lat: 20 + i / 100, lng: 30 })));
+      assert.deepEqual(answers, drivers.map(() => ({ ok: true })));
+      const watcher = await admin(B);
+      for (const [i, d] of drivers.entries()) {
+        const state = await ask(watcher, 'admin:driver_state', { driverId: d.userId });
+        assert.equal(state.driver.lastLocation.lat, 20 + i / 100, `driver ${i}`);
+      }
+      drivers.forEach((d) => d.socket.close());
+      watcher.close();
+    });
+
     test('more than LOCATION_RATE_PER_S updates a second are RATE_LIMITED', async () => {
       const d = await driver(C);
       const answers = await Promise.all(Array.from({ length: 15 }, (_, i) => ask(d.socket, 'driver:location', { lat: 1, lng: 1 + i / 1e3 })));

@@ -61,11 +61,18 @@ test('while Redis is down, a revocation still disconnects local sockets and answ
     const u = await createIdentity(db, 'DRIVER');
     const socket = await connectAs(A, '/drivers', u.token);
     const gone = disconnected(socket);
+    const reporter = await connectAs(A, '/drivers', (await createIdentity(db, 'DRIVER')).token);
     await redis.stop();
     const res = await internalPost(A, `/internal/v1/sessions/${u.sid}/revoke`, { userId: u.userId });
     assert.equal(res.status, 503);
     assert.equal(res.body.error.code, 'UNAVAILABLE');
     assert.equal(await gone, 'io server disconnect');
+    // Position reports cannot be stored: each is answered UNAVAILABLE, none is dropped unanswered.
+    const answers = await Promise.all(Array.from({ length: 5 }, (_, i) =>
+      reporter.timeout(10000).emitWithAck('driver:location', { lat: 1, lng: 1 + i / 1e3 })));
+    for (const a of answers) assert.equal(a.error?.code, 'UNAVAILABLE', JSON.stringify(a));
+    assert.equal(reporter.connected, true);
+    reporter.close();
     const ready = await fetch(`${A.internalUrl}/readyz`);
     assert.equal(ready.status, 503);
     assert.equal((await ready.json()).checks.redis.ok, false);

@@ -202,7 +202,7 @@ Errors and losses (every scenario counts them):
 Capacity ramps: rising rates, each a fresh 10-second run on the same servers, stopping at the first rate not
 sustained ({SUSTAINED}).
 
-*driver:location with acks, one replica (1,000 drivers):*
+*driver:location with acks, one replica (2,000 drivers):*
 
 {ramp_table("locationCapacity", "accepted_per_second", lambda r: r["ack"]["p99_ms"])}
 
