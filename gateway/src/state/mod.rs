@@ -9,7 +9,6 @@
 pub mod geo;
 pub mod memory;
 pub mod redis;
-mod redis_locations;
 pub mod trips;
 
 use std::time::Duration;
