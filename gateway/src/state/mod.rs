@@ -9,6 +9,7 @@
 pub mod geo;
 pub mod memory;
 pub mod redis;
+mod redis_locations;
 pub mod trips;
 
 use std::time::Duration;

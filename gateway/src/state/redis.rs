@@ -1,5 +1,6 @@
 //! The Redis engine: state shared by every replica, under `REDIS_PREFIX`. Each operation is one
 //! Lua script: one round trip, atomic, timed by the Redis clock (replicas' clocks may differ).
+//! Position reports are the exception: they go in batches (`redis_locations`).
 //!
 //! Keys (`{p}` = prefix): `{p}:driver:{id}` (hash: status, position, active trip),
 //! `{p}:drivers:geo` (ONLINE drivers), `{p}:driver-locations` (stream), `{p}:rate:{id}`,
@@ -12,15 +13,15 @@ use async_trait::async_trait;
 use fred::{clients::Client, types::Value, types::scripts::Script};
 use shared::events::{DriverStatus, TripStatus};
 
+use super::redis_locations::{LocationKeys, LocationWriter};
 use super::{
-    ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
-    StateEngine, StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
+    DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
+    StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
 };
 use crate::realtime::clock::now_rfc3339;
 
 struct Scripts {
     set_status: Script,
-    record_location: Script,
     driver_state: Script,
     drivers_nearby: Script,
     presence_opened: Script,
@@ -38,7 +39,6 @@ impl Scripts {
     fn new() -> Self {
         Self {
             set_status: Script::from_lua(include_str!("lua/set_status.lua")),
-            record_location: Script::from_lua(include_str!("lua/record_location.lua")),
             driver_state: Script::from_lua(include_str!("lua/driver_state.lua")),
             drivers_nearby: Script::from_lua(include_str!("lua/drivers_nearby.lua")),
             presence_opened: Script::from_lua(include_str!("lua/presence_opened.lua")),
@@ -61,14 +61,25 @@ pub struct RedisState {
     prefix: String,
     settings: StateSettings,
     scripts: Scripts,
+    locations: LocationWriter,
 }
 
 /// Drivers turned OFFLINE per sweep at most (the rest wait for the next sweep).
 const EXPIRE_BATCH: usize = 500;
 
 impl RedisState {
+    /// Starts the location writer: call within the Tokio runtime.
     pub fn new(client: Client, prefix: &str, settings: StateSettings) -> Self {
+        let locations = LocationWriter::spawn(
+            client.clone(),
+            LocationKeys {
+                prefix: prefix.to_owned(),
+                rate_per_s: settings.location_rate_per_s,
+                stream_maxlen: settings.location_stream_maxlen,
+            },
+        );
         Self {
+            locations,
             client,
             prefix: prefix.to_owned(),
             settings,
@@ -145,10 +156,6 @@ fn number(value: &Value) -> Option<f64> {
     text(value).and_then(|s| s.parse().ok())
 }
 
-fn optional(value: Option<f64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
 #[async_trait]
 impl StateEngine for RedisState {
     async fn set_status(
@@ -177,44 +184,7 @@ impl StateEngine for RedisState {
         driver: &str,
         p: &Position,
     ) -> Result<LocationOutcome, StateError> {
-        let reply = self
-            .run(
-                &self.scripts.record_location,
-                vec![
-                    self.driver_key(driver),
-                    self.geo_key(),
-                    self.key(&["driver-locations"]),
-                    self.key(&["rate", driver]),
-                ],
-                vec![
-                    driver.into(),
-                    self.settings.location_rate_per_s.to_string(),
-                    p.lat.to_string(),
-                    p.lng.to_string(),
-                    optional(p.heading),
-                    optional(p.speed),
-                    optional(p.accuracy),
-                    p.recorded_at.clone().unwrap_or_default(),
-                    p.at.clone(),
-                    self.settings.location_stream_maxlen.to_string(),
-                    MAX_INDEXED_LAT.to_string(),
-                ],
-            )
-            .await?
-            .into_array();
-        if reply.first().and_then(Value::as_i64) != Some(1) {
-            return Ok(LocationOutcome::RateLimited);
-        }
-        let trip = reply.get(1).and_then(text);
-        let passenger = reply.get(2).and_then(text);
-        Ok(LocationOutcome::Accepted {
-            active_trip: trip
-                .zip(passenger)
-                .map(|(trip_id, passenger_id)| ActiveTrip {
-                    trip_id,
-                    passenger_id,
-                }),
-        })
+        self.locations.record(driver, p).await
     }
 
     async fn driver_state(&self, driver: &str) -> Result<Option<DriverState>, StateError> {

@@ -1,24 +1,42 @@
--- KEYS: driver hash, geo index, locations stream, rate window.
--- ARGV: driverId, rate/s, lat, lng, heading, speed, accuracy, recordedAt, at, stream maxlen,
---       max indexable |lat|. Absent optional values are ''.
+-- A batch of position reports, applied in order (one script call for all of them).
+-- KEYS: geo index, locations stream, then per report: driver hash, rate window.
+-- ARGV: rate/s, stream maxlen, max indexable |lat|, then per report 8 values: driverId, lat, lng,
+--       heading, speed, accuracy, recordedAt, at. Absent optional values are ''.
+-- Returns 3 values per report: 1 stored / 0 rate-limited, activeTripId, activePassengerId.
 local second = redis.call('TIME')[1]
-local n = 1
-if redis.call('HGET', KEYS[4], 'w') == second then
-  n = redis.call('HINCRBY', KEYS[4], 'n', 1)
-else
-  redis.call('HSET', KEYS[4], 'w', second, 'n', 1)
+local rate, maxlen, max_lat = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local driver_key, rate_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local a = 3 + 8 * i
+  local driver, lat, lng, heading, speed, accuracy, recorded_at, at =
+    ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+  local n = 1
+  if redis.call('HGET', rate_key, 'w') == second then
+    n = redis.call('HINCRBY', rate_key, 'n', 1)
+  else
+    redis.call('HSET', rate_key, 'w', second, 'n', 1)
+  end
+  redis.call('PEXPIRE', rate_key, 2000)
+  if n > rate then
+    out[#out + 1] = 0
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  else
+    redis.call('HSET', driver_key, 'lat', lat, 'lng', lng, 'heading', heading, 'speed', speed,
+      'accuracy', accuracy, 'recordedAt', recorded_at, 'at', at)
+    redis.call('HSETNX', driver_key, 'status', 'OFFLINE')
+    local st = redis.call('HMGET', driver_key, 'status', 'activeTripId', 'activePassengerId')
+    if st[1] == 'ONLINE' and math.abs(tonumber(lat)) <= max_lat then
+      redis.call('GEOADD', KEYS[1], lng, lat, driver)
+    end
+    if maxlen > 0 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'driverId', driver, 'lat', lat,
+        'lng', lng, 'heading', heading, 'speed', speed, 'recordedAt', recorded_at, 'at', at)
+    end
+    out[#out + 1] = 1
+    out[#out + 1] = st[2] or ''
+    out[#out + 1] = st[3] or ''
+  end
 end
-redis.call('PEXPIRE', KEYS[4], 2000)
-if n > tonumber(ARGV[2]) then return {0} end
-redis.call('HSET', KEYS[1], 'lat', ARGV[3], 'lng', ARGV[4], 'heading', ARGV[5], 'speed', ARGV[6],
-  'accuracy', ARGV[7], 'recordedAt', ARGV[8], 'at', ARGV[9])
-redis.call('HSETNX', KEYS[1], 'status', 'OFFLINE')
-local st = redis.call('HMGET', KEYS[1], 'status', 'activeTripId', 'activePassengerId')
-if st[1] == 'ONLINE' and math.abs(tonumber(ARGV[3])) <= tonumber(ARGV[11]) then
-  redis.call('GEOADD', KEYS[2], ARGV[4], ARGV[3], ARGV[1])
-end
-if tonumber(ARGV[10]) > 0 then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*', 'driverId', ARGV[1], 'lat', ARGV[3],
-    'lng', ARGV[4], 'heading', ARGV[5], 'speed', ARGV[6], 'recordedAt', ARGV[8], 'at', ARGV[9])
-end
-return {1, st[2] or '', st[3] or ''}
+return out
