@@ -118,7 +118,7 @@ for (const mode of ['cluster', 'single']) {
     });
 
     test('reports from many drivers at once are each acked and stored as their own', async () => {
-      // Arriving together, they share Redis script calls: each answer and position must stay with its driver.
+      // Arriving together, they may share Redis script calls: each answer and position must stay with its driver.
       const drivers = await Promise.all(Array.from({ length: 30 }, (_, i) => driver([A, B, C][i % 3])));
       const answers = await Promise.all(drivers.map((d, i) => ask(d.socket, 'driver:location', { lat: 20 + i / 100, lng: 30 })));
       assert.deepEqual(answers, drivers.map(() => ({ ok: true })));
