@@ -88,20 +88,15 @@ impl RedisState {
     }
 
     fn key(&self, parts: &[&str]) -> String {
-        let mut key = self.prefix.clone();
-        for part in parts {
-            key.push(':');
-            key.push_str(part);
-        }
-        key
+        key(&self.prefix, parts)
     }
 
     fn driver_key(&self, driver: &str) -> String {
-        self.key(&["driver", driver])
+        driver_key(&self.prefix, driver)
     }
 
     fn geo_key(&self) -> String {
-        self.key(&["drivers", "geo"])
+        geo_key(&self.prefix)
     }
 
     fn nodes_key(&self) -> String {
@@ -145,6 +140,24 @@ impl RedisState {
             .evalsha_with_reload::<Value, _, _>(&self.client, keys, args)
             .await?)
     }
+}
+
+/// `{prefix}:{part}:{part}…`: how every key of the engine is named (the module docs list them).
+pub(super) fn key(prefix: &str, parts: &[&str]) -> String {
+    let mut key = prefix.to_owned();
+    for part in parts {
+        key.push(':');
+        key.push_str(part);
+    }
+    key
+}
+
+pub(super) fn driver_key(prefix: &str, driver: &str) -> String {
+    key(prefix, &["driver", driver])
+}
+
+pub(super) fn geo_key(prefix: &str) -> String {
+    key(prefix, &["drivers", "geo"])
 }
 
 /// A reply's string, `None` for nil or ''.
