@@ -326,7 +326,9 @@ export async function connectAs(replica, nsp, token, opts = {}) {
 
 /** Emits with an acknowledgement; resolves with the ack (rejects after `ms`). */
 export function ask(socket, event, payload, ms = 5000) {
-  return socket.timeout(ms).emitWithAck(event, payload);
+  return socket.timeout(ms).emitWithAck(event, payload).catch((error) => {
+    throw new Error(`no acknowledgement of ${event} within ${ms} ms (${error.message})`);
+  });
 }
 
 /** POST helper bound to one replica's internal API. */

@@ -64,10 +64,13 @@ pub fn body(outcome: Result<Reply, EventError>) -> Value {
     }
 }
 
-/// Answers the event's acknowledgement, when the client asked for one.
-pub fn send<A: Adapter>(ack: AckSender<A>, outcome: Result<Reply, EventError>) {
-    if let Err(error) = ack.send(&body(outcome)) {
-        tracing::debug!(%error, "acknowledgement not sent");
+/// Answers the event's acknowledgement, when the client asked for one. A burst of events can
+/// fill the socket's send buffer (128 packets): the ack then waits for the transport to drain
+/// rather than being dropped (the vendored `AckSender::send_wait`, vendor/README.md); it fails
+/// only once the socket is gone.
+pub async fn send<A: Adapter>(ack: AckSender<A>, outcome: Result<Reply, EventError>) {
+    if let Err(error) = ack.send_wait(&body(outcome)).await {
+        tracing::debug!(%error, "acknowledgement not sent: socket closed");
     }
 }
 

@@ -326,7 +326,7 @@ where
                 if let Err(error) = &outcome {
                     tracing::debug!(socket = %s.id, event, code = ?error.code(), %error, "event refused");
                 }
-                ack::send(reply, outcome);
+                ack::send(reply, outcome).await;
             }
         },
     );
