@@ -214,14 +214,10 @@ fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<SocketService>>) 
                         Ok(response) => response,
                         Err(never) => match never {},
                     },
-                    None => starting().into_response(),
+                    None => internal::ApiError::NotAccepting.into_response(),
                 }
             }
         })
-}
-
-fn starting() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
 }
 
 /// Socket.IO under `/socket.io/`, with CORS for browser clients (the guide's

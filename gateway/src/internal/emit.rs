@@ -48,9 +48,6 @@ pub async fn emit(
         None => return Err(invalid("event is required")),
     };
     let data = body.remove("data").unwrap_or(Value::Null);
-    live.io
-        .emit(ns, rooms, &event, &data)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    live.io.emit(ns, rooms, &event, &data).await?;
     Ok(Json(json!({ "ok": true })))
 }

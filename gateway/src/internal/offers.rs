@@ -6,14 +6,13 @@ use std::time::Duration;
 use axum::{
     Json,
     extract::{Path, State},
-    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 use shared::events::TripOffer;
 use time::OffsetDateTime;
 
-use super::{ApiError, InternalState, body::JsonBody, fields};
+use super::{ApiError, InternalState, body::JsonBody, error::NotDelivered, fields};
 use crate::realtime::clock::format_rfc3339;
 
 pub const MAX_EXPIRES_IN_MS: u64 = 30_000;
@@ -44,11 +43,7 @@ pub async fn offer(
     let expires_in = Duration::from_millis(expires_in_ms);
     // Nobody there: answer now rather than after the timeout.
     if !live.state.is_present(&driver_id).await? {
-        return Ok(not_delivered(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "the driver has no socket connected",
-        ));
+        return Err(ApiError::NotDelivered(NotDelivered::NoSocket));
     }
     let payload = TripOffer {
         offer_id,
@@ -60,19 +55,12 @@ pub async fn offer(
         Ok(Some(answer)) => {
             Ok(Json(json!({ "ok": true, "delivered": true, "response": answer })).into_response())
         }
-        Ok(None) => Ok(not_delivered(
-            StatusCode::GATEWAY_TIMEOUT,
-            "UNAVAILABLE",
-            "no answer from the driver within expiresInMs",
-        )),
-        Err(error) => Err(ApiError::Unavailable(error.to_string())),
+        Ok(None) => Err(ApiError::NotDelivered(NotDelivered::NoAnswer)),
+        Err(error) => {
+            tracing::warn!(%error, driver = driver_id, "offer not sent: the cluster is unreachable");
+            Err(ApiError::Unavailable(
+                "the cluster is unreachable; the offer was not sent, retry".into(),
+            ))
+        }
     }
-}
-
-fn not_delivered(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "delivered": false, "error": { "code": code, "message": message } })),
-    )
-        .into_response()
 }

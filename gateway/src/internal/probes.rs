@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::json;
 
-use super::InternalState;
+use super::{ApiError, InternalState};
 use crate::health::Health;
 
 /// The process answers: it is not wedged.
@@ -14,29 +14,18 @@ pub async fn livez() -> impl IntoResponse {
 }
 
 /// 200 only when this replica can serve; the body says which check failed.
-pub async fn readyz(State(state): State<InternalState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<InternalState>) -> Result<impl IntoResponse, ApiError> {
     let readiness = state.health.readiness(state.cluster).await;
-    let status = if readiness.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({ "ok": readiness.ready, "checks": readiness })),
-    )
+    if !readiness.ready {
+        return Err(ApiError::NotReady(Box::new(readiness)));
+    }
+    Ok(Json(json!({ "ok": true, "checks": readiness })))
 }
 
 /// For load balancers: 200 while accepting connections, 503 before that and once draining.
-pub async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.accepting() {
-        (StatusCode::OK, Json(json!({ "ok": true })))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "ok": false, "error": { "code": "UNAVAILABLE", "message": "not accepting connections" } }),
-            ),
-        )
+pub async fn healthz(State(health): State<Arc<Health>>) -> Result<impl IntoResponse, ApiError> {
+    if !health.accepting() {
+        return Err(ApiError::NotAccepting);
     }
+    Ok(Json(json!({ "ok": true })))
 }
