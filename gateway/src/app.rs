@@ -41,6 +41,7 @@ use crate::{
     request_head::detach_from_read_buffer,
     state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState},
     store::{postgres::PgStore, redis::RedisClients},
+    telemetry::metrics::{self, DisconnectReason},
 };
 
 /// Messages buffered per adapter channel before fred's driver drops one: bursts of cluster
@@ -99,9 +100,11 @@ impl Application {
             "listeners bound"
         );
 
+        // Counters exist from the first request on, and `/metrics` serves them.
+        metrics::install();
         let store = PgStore::new(&settings.database).context("cannot set up the database pool")?;
         let health = Arc::new(Health::new(store.clone()));
-        let gate = Gatekeeper::new(TokenVerifier::new(&settings.jwt), store);
+        let gate = Gatekeeper::new(TokenVerifier::new(&settings.jwt), store, node.clone());
         let live = Arc::new(OnceLock::new());
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -148,6 +151,7 @@ impl Application {
         health.start_draining();
         let sockets = io.as_ref().map_or(0, |(live, _)| live.io.local_sockets());
         tracing::info!(node = %node, sockets, "draining");
+        metrics::session_disconnects(DisconnectReason::Drain, sockets as usize);
         let drain = async {
             // Stop accepting first, so disconnected clients reconnect to other replicas.
             let _ = stop_tx.send(true);

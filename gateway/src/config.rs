@@ -197,6 +197,76 @@ impl LogSettings {
     }
 }
 
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+/// Whether and how traces are exported. Only the standard `OTEL_*` variables configure export;
+/// the exporter and the SDK read the rest of them (headers, timeout, sampler, resource, batch)
+/// themselves. The endpoint itself is never kept here nor echoed (it may carry credentials).
+#[derive(Debug, Clone)]
+pub struct TraceSettings {
+    pub protocol: OtlpProtocol,
+    /// `service.instance.id` of every span.
+    pub node_id: String,
+    /// Neither `OTEL_SERVICE_NAME` nor a `service.name` in `OTEL_RESOURCE_ATTRIBUTES`: the
+    /// service is called `gateway`.
+    pub default_service_name: bool,
+}
+
+impl TraceSettings {
+    pub fn load(src: &Source, node_id: &str) -> Result<Option<Self>, ConfigError> {
+        let endpoint = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .into_iter()
+        .find_map(|name| src.get(name).map(|value| (name, value)));
+        let Some((name, endpoint)) = endpoint else {
+            return Ok(None);
+        };
+        if !endpoint.trim().starts_with("http://") {
+            return Err(ConfigError {
+                name,
+                problem: "must be an http:// URL (TLS to the collector is not built: export to a \
+                          collector on the node or in the cluster)"
+                    .into(),
+            });
+        }
+        let protocol = [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]
+        .into_iter()
+        .find_map(|name| src.get(name).map(|value| (name, value)));
+        let protocol = match protocol {
+            None => OtlpProtocol::HttpProtobuf,
+            Some((_, p)) if p.trim() == "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            Some((_, p)) if p.trim() == "grpc" => OtlpProtocol::Grpc,
+            Some((name, other)) => {
+                return Err(ConfigError {
+                    name,
+                    problem: format!("expected http/protobuf or grpc, got {other:?}"),
+                });
+            }
+        };
+        let default_service_name = src.get("OTEL_SERVICE_NAME").is_none()
+            && !src.get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attrs| {
+                attrs
+                    .split(',')
+                    .any(|kv| kv.trim().starts_with("service.name="))
+            });
+        Ok(Some(Self {
+            protocol,
+            node_id: node_id.to_owned(),
+            default_service_name,
+        }))
+    }
+}
+
 /// Everything `gateway serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -230,8 +300,8 @@ pub struct ServeSettings {
     pub trip_ttl: Duration,
     /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
     pub location_stream_maxlen: u64,
-    /// Accepted for forward compatibility; trace export is not built yet (see README).
-    pub otlp_endpoint: Option<String>,
+    /// OTLP trace export; `None` when no endpoint is set (nothing exported).
+    pub traces: Option<TraceSettings>,
     pub log: LogSettings,
 }
 
@@ -290,7 +360,7 @@ impl ServeSettings {
             redis_prefix,
             jwt: JwtSettings::load(src)?,
             internal_api_token: Secret::new(src.required("INTERNAL_API_TOKEN")?),
-            node_id,
+            node_id: node_id.clone(),
             node_ttl: src.millis("NODE_TTL_MS", 10_000)?,
             max_payload_bytes,
             ping_interval: src.millis("PING_INTERVAL_MS", 25_000)?,
@@ -304,7 +374,7 @@ impl ServeSettings {
                 100_000,
                 "a number of entries",
             )?,
-            otlp_endpoint: src.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            traces: TraceSettings::load(src, &node_id)?,
             log: LogSettings::load(src)?,
         })
     }

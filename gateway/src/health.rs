@@ -10,7 +10,10 @@ use std::sync::{
 
 use serde::Serialize;
 
-use crate::store::{postgres::PgStore, redis::RedisClients};
+use crate::{
+    store::{postgres::PgStore, redis::RedisClients},
+    telemetry::metrics::PoolUsage,
+};
 
 pub struct Health {
     /// Set once the Socket.IO namespaces exist and the public listener serves them.
@@ -84,6 +87,13 @@ impl Health {
     /// `/healthz`: accepting connections.
     pub fn accepting(&self) -> bool {
         self.serving.load(Ordering::SeqCst) && !self.is_draining()
+    }
+
+    /// What `/metrics` reports of the dependencies: Redis connected (cluster mode only; not yet
+    /// connecting counts as down) and the database pool.
+    pub fn dependencies(&self, cluster: bool) -> (Option<bool>, PoolUsage) {
+        let redis = cluster.then(|| self.redis.get().is_some_and(RedisClients::connected));
+        (redis, self.database.usage())
     }
 
     /// `/readyz`: listeners bound and serving, database reachable, adapter connected (cluster

@@ -12,7 +12,8 @@
 //! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
 //! - [`health`]: readiness and drain state.
 //! - [`request_head`]: frees hyper's read buffer from the request heads Engine.IO keeps.
-//! - [`telemetry`]: the log subscriber, JSON or pretty.
+//! - [`telemetry`]: logs (JSON with trace ids, or pretty), OpenTelemetry traces over OTLP,
+//!   Prometheus metrics.
 //!
 //! Wire types (event names, room names, payloads, claims) live in the `shared` crate.
 

@@ -72,18 +72,18 @@ impl From<anyhow::Error> for Failure {
 
 async fn serve(source: &Source) -> Result<(), Failure> {
     let settings = ServeSettings::load(source)?;
-    telemetry::init(&settings.log, Output::Stdout);
-    if settings.otlp_endpoint.is_some() {
-        tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set, but trace export is not built yet");
-    }
+    let telemetry = telemetry::init(&settings.log, settings.traces.as_ref(), Output::Stdout)?;
     let app = Application::bind(settings).await?;
-    app.run(shutdown_signal()).await?;
+    let outcome = app.run(shutdown_signal()).await;
+    // The last spans of the drain go out before the process ends.
+    telemetry.shutdown().await;
+    outcome?;
     Ok(())
 }
 
 async fn run_migrate(source: &Source) -> Result<(), Failure> {
     let database = DatabaseSettings::load(source)?;
-    telemetry::init(&LogSettings::load(source)?, Output::Stderr);
+    let _telemetry = telemetry::init(&LogSettings::load(source)?, None, Output::Stderr)?;
     let report = migrate::run(&database).await?;
     println!(
         "migrated: database {}, {} migration(s) applied",

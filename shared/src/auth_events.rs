@@ -29,6 +29,44 @@ pub enum AuthEvent {
     },
 }
 
+impl AuthEvent {
+    /// The `type` tag, as in metrics and spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SessionRevoked { .. } => "session.revoked",
+            Self::SessionRefreshed { .. } => "session.refreshed",
+        }
+    }
+}
+
+/// One message of the channel: an [`AuthEvent`] and, optionally, the W3C trace context of
+/// whoever published it (`"traceparent"`, `"tracestate"` beside the event's fields). A trace
+/// field of the wrong type is ignored, never a reason to drop the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthEventMessage {
+    #[serde(flatten)]
+    pub event: AuthEvent,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_nothing"
+    )]
+    pub traceparent: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_nothing"
+    )]
+    pub tracestate: Option<String>,
+}
+
+fn string_or_nothing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
 /// Body of `POST /internal/v1/sessions/{sid}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,6 +110,33 @@ mod tests {
         assert!(
             matches!(refreshed, AuthEvent::SessionRefreshed { ref old_sid, .. } if old_sid == "a")
         );
+    }
+
+    #[test]
+    fn messages_carry_trace_context_beside_the_event() {
+        let m: AuthEventMessage = serde_json::from_str(
+            r#"{"type":"session.revoked","sid":"s1","userId":"u1","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#,
+        )
+        .expect("parses");
+        assert_eq!(m.event.kind(), "session.revoked");
+        assert_eq!(
+            m.traceparent.as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        let round: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&m).expect("json")).expect("json");
+        assert_eq!(round["type"], "session.revoked");
+        assert_eq!(round["sid"], "s1");
+        assert!(round["traceparent"].is_string());
+        assert!(round.get("tracestate").is_none());
+
+        // No context, or a context of the wrong type: the event still counts.
+        let m: AuthEventMessage = serde_json::from_str(
+            r#"{"type":"session.refreshed","oldSid":"a","newSid":"b","userId":"u1","traceparent":42}"#,
+        )
+        .expect("parses");
+        assert_eq!(m.traceparent, None);
+        assert_eq!(m.event.kind(), "session.refreshed");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use serde_json::Value;
 use shared::namespace::{Namespace, UserType};
+use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 use super::jwt::{TokenError, TokenVerifier};
@@ -68,11 +69,21 @@ pub struct Identity {
 pub struct Gatekeeper {
     verifier: TokenVerifier,
     store: PgStore,
+    /// This replica's `NODE_ID`, for the handshake span.
+    node: String,
 }
 
 impl Gatekeeper {
-    pub fn new(verifier: TokenVerifier, store: PgStore) -> Self {
-        Self { verifier, store }
+    pub fn new(verifier: TokenVerifier, store: PgStore, node: String) -> Self {
+        Self {
+            verifier,
+            store,
+            node,
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     pub async fn admit(
@@ -84,7 +95,17 @@ impl Gatekeeper {
         // 1. token
         let token = token_from(auth, headers).ok_or(HandshakeError::MissingToken)?;
         // 2. signature, algorithm, expiry
-        let claims = self.verifier.verify(token).map_err(|e| match e {
+        let verify = tracing::info_span!("jwt.verify", gateway.outcome = Empty);
+        let claims = verify.in_scope(|| self.verifier.verify(token));
+        verify.record(
+            "gateway.outcome",
+            match &claims {
+                Ok(_) => "ok",
+                Err(TokenError::Invalid) => HandshakeError::InvalidToken.label(),
+                Err(TokenError::Expired) => HandshakeError::AccessExpired.label(),
+            },
+        );
+        let claims = claims.map_err(|e| match e {
             TokenError::Invalid => HandshakeError::InvalidToken,
             TokenError::Expired => HandshakeError::AccessExpired,
         })?;
@@ -95,9 +116,17 @@ impl Gatekeeper {
         // 4. a `sub` that is no UUID names no user: no need to ask the database.
         let user_id = Uuid::parse_str(&sub).map_err(|_| HandshakeError::UserNotFound)?;
         // 4.-8. one round trip for the user and the session.
+        let query = tracing::info_span!(
+            "SELECT users",
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "SELECT",
+            db.collection.name = "users",
+        );
         let row = self
             .store
             .identity(user_id, &sid)
+            .instrument(query)
             .await
             .map_err(HandshakeError::Unavailable)?;
         decide(ns, user_id, sid, row)

@@ -1,12 +1,16 @@
 //! The internal HTTP API (internal listener): auth events, trips, offers, generic push, probes.
 //!
 //! Everything under `/internal/v1/` needs `Authorization: Bearer $INTERNAL_API_TOKEN`; probes
-//! do not (kubelets carry no token). Errors are [`ApiError`]s, bodies JSON.
+//! do not (kubelets carry no token), nor does `/metrics` (Prometheus; the listener is internal).
+//! Errors are [`ApiError`]s, bodies JSON. Every request gets a span and is counted
+//! ([`observe`]).
 
 mod body;
 mod emit;
 mod error;
 mod fields;
+mod metrics;
+mod observe;
 mod offers;
 mod probes;
 mod sessions;
@@ -78,8 +82,20 @@ pub fn router(state: InternalState) -> Router {
         .nest("/internal/v1", api)
         .route("/livez", get(probes::livez))
         .route("/readyz", get(probes::readyz))
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn(observe::observe))
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// No such endpoint; counted under one route label (raw paths are unbounded).
+async fn not_found() -> ApiError {
+    crate::telemetry::metrics::internal_request(
+        observe::UNMATCHED,
+        axum::http::StatusCode::NOT_FOUND.as_u16(),
+        std::time::Instant::now(),
+    );
+    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn require_bearer(

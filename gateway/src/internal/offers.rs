@@ -13,7 +13,10 @@ use shared::events::TripOffer;
 use time::OffsetDateTime;
 
 use super::{ApiError, InternalState, body::JsonBody, error::NotDelivered, fields};
-use crate::realtime::clock::format_rfc3339;
+use crate::{
+    realtime::clock::format_rfc3339,
+    telemetry::metrics::{self, OfferOutcome},
+};
 
 pub const MAX_EXPIRES_IN_MS: u64 = 30_000;
 
@@ -43,6 +46,7 @@ pub async fn offer(
     let expires_in = Duration::from_millis(expires_in_ms);
     // Nobody there: answer now rather than after the timeout.
     if !live.state.is_present(&driver_id).await? {
+        metrics::offer(OfferOutcome::NoSocket);
         return Err(ApiError::NotDelivered(NotDelivered::NoSocket));
     }
     let payload = TripOffer {
@@ -53,9 +57,13 @@ pub async fn offer(
     };
     match live.io.offer(&driver_id, &payload, expires_in).await {
         Ok(Some(answer)) => {
+            metrics::offer(OfferOutcome::Answered);
             Ok(Json(json!({ "ok": true, "delivered": true, "response": answer })).into_response())
         }
-        Ok(None) => Err(ApiError::NotDelivered(NotDelivered::NoAnswer)),
+        Ok(None) => {
+            metrics::offer(OfferOutcome::Timeout);
+            Err(ApiError::NotDelivered(NotDelivered::NoAnswer))
+        }
         Err(error) => {
             tracing::warn!(%error, driver = driver_id, "offer not sent: the cluster is unreachable");
             Err(ApiError::Unavailable(

@@ -34,10 +34,27 @@ impl EventError {
             Self::Unavailable => AckErrorCode::Unavailable,
         }
     }
+
+    /// The `outcome` label of metrics and spans: the code in lower case.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::InvalidPayload(_) => "invalid_payload",
+            Self::RateLimited => "rate_limited",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The `outcome` label of an event's result.
+pub fn outcome_label(outcome: &Result<Reply, EventError>) -> &'static str {
+    outcome.as_ref().map_or_else(EventError::label, |_| "ok")
 }
 
 impl From<StateError> for EventError {
     fn from(error: StateError) -> Self {
+        crate::telemetry::metrics::redis_error("state");
         tracing::error!(%error, "client event failed: state unavailable");
         Self::Unavailable
     }
@@ -94,5 +111,23 @@ mod tests {
             body(Err(EventError::RateLimited))["error"]["code"],
             "RATE_LIMITED"
         );
+    }
+
+    #[test]
+    fn outcome_labels_are_the_codes_in_lower_case() {
+        for error in [
+            EventError::InvalidPayload("x".into()),
+            EventError::RateLimited,
+            EventError::Forbidden("x".into()),
+            EventError::NotFound("x".into()),
+            EventError::Unavailable,
+        ] {
+            let code = serde_json::to_value(error.code()).expect("code");
+            assert_eq!(
+                code.as_str().map(str::to_lowercase).as_deref(),
+                Some(error.label())
+            );
+        }
+        assert_eq!(outcome_label(&Ok(Reply::new())), "ok");
     }
 }

@@ -17,6 +17,7 @@ use shared::{
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use super::Io;
+use crate::telemetry::metrics::{self, DisconnectReason};
 
 /// Some replicas could not be reached (Redis down); this replica's sockets were served.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +34,11 @@ pub async fn emit_to<A: Adapter, T: Serialize + ?Sized>(
     let Some(op) = io.of(ns.path()) else {
         return Ok(());
     };
+    metrics::emit(ns, event);
     match op.clone().to(rooms.clone()).emit(event, data).await {
         Ok(()) => Ok(()),
         Err(error) => {
+            metrics::redis_error("adapter_emit");
             if let Err(local) = op.local().to(rooms).emit(event, data).await {
                 tracing::warn!(error = %local, "local emit failed too");
             }
@@ -45,7 +48,9 @@ pub async fn emit_to<A: Adapter, T: Serialize + ?Sized>(
     }
 }
 
-/// Disconnects every socket of session `sid`, in every namespace, on every replica.
+/// Disconnects every socket of session `sid`, in every namespace, on every replica (an admin's
+/// `admin:disconnect_session`). The `admin` disconnect counter counts this replica's sockets
+/// only: the others are disconnected by the adapter, without the gateway's code running there.
 pub async fn disconnect_session<A: Adapter>(
     io: &SocketIo<A>,
     sid: &str,
@@ -53,7 +58,15 @@ pub async fn disconnect_session<A: Adapter>(
     let mut outcome = Ok(());
     for ns in Namespace::ALL {
         let Some(op) = io.of(ns.path()) else { continue };
+        let local = op
+            .clone()
+            .local()
+            .within(rooms::session(sid))
+            .sockets()
+            .len();
+        metrics::session_disconnects(DisconnectReason::Admin, local);
         if let Err(error) = op.clone().within(rooms::session(sid)).disconnect().await {
+            metrics::redis_error("adapter_disconnect");
             let _ = op.local().within(rooms::session(sid)).disconnect().await;
             outcome = Err(ClusterUnreachable(error.to_string()));
         }
@@ -71,12 +84,16 @@ pub async fn offer<A: Adapter>(
     let Some(op) = io.of(Namespace::Drivers.path()) else {
         return Ok(None);
     };
+    metrics::emit(Namespace::Drivers, TRIP_OFFER);
     let stream = op
         .to(rooms::driver(driver))
         .timeout(expires_in)
         .emit_with_ack::<_, Value>(TRIP_OFFER, offer)
         .await
-        .map_err(|e| ClusterUnreachable(e.to_string()))?;
+        .map_err(|e| {
+            metrics::redis_error("adapter_emit_with_ack");
+            ClusterUnreachable(e.to_string())
+        })?;
     // The adapter may wait longer than the ack timeout for replicas that hold no socket: the
     // offer's own deadline bounds the wait.
     let answers = async move {

@@ -16,9 +16,12 @@ pub mod sessions;
 pub mod throttle;
 pub mod validate;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use serde_json::Value;
@@ -39,11 +42,13 @@ use socketioxide::{
 };
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr, drivers::fred::FredDriver};
+use tracing::{Instrument, field::Empty};
 
 use crate::{
     auth::handshake::{Gatekeeper, HandshakeError},
     config::ServeSettings,
     state::StateEngine,
+    telemetry::metrics,
 };
 use ack::EventError;
 use context::SocketContext;
@@ -184,20 +189,40 @@ where
 }
 
 /// The handshake (middleware): on success the socket carries its [`SocketContext`]; on failure
-/// the client gets `connect_error` with the error's message.
+/// the client gets `connect_error` with the error's message. Counted and traced here, where the
+/// outcome is decided; a successful handshake is counted once `hello` is sent.
 async fn admit<A: Adapter>(
     ns: Namespace,
     s: &SocketRef<A>,
     auth: Option<Value>,
     gate: &Gatekeeper,
 ) -> Result<(), HandshakeError> {
-    match gate.admit(ns, auth.as_ref(), &s.req_parts().headers).await {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "socketio.handshake",
+        otel.kind = "server",
+        socketio.namespace = ns.path(),
+        gateway.node = %gate.node(),
+        gateway.outcome = Empty,
+        enduser.id = Empty,
+    );
+    let admitted = gate
+        .admit(ns, auth.as_ref(), &s.req_parts().headers)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match admitted {
         Ok(identity) => {
+            span.record("gateway.outcome", "ok");
+            span.record("enduser.id", identity.user_id.to_string());
+            s.extensions.insert(HandshakeStarted(started));
             s.extensions
                 .insert(Arc::new(SocketContext::new(ns, identity)));
             Ok(())
         }
         Err(error) => {
+            span.record("gateway.outcome", error.label());
+            metrics::handshake(ns, error.label(), started);
             match &error {
                 HandshakeError::Unavailable(cause) => {
                     tracing::error!(nsp = %ns, socket = %s.id, error = %cause, "handshake failed: dependency down")
@@ -210,6 +235,10 @@ async fn admit<A: Adapter>(
         }
     }
 }
+
+/// When the socket's CONNECT arrived: its handshake is timed until `hello`.
+#[derive(Debug, Clone, Copy)]
+struct HandshakeStarted(Instant);
 
 /// After a successful handshake: join the contract's rooms, wire the namespace's events, say hello.
 async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Services>) {
@@ -278,6 +307,7 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
         let svc = unknown_svc.clone();
         async move {
             svc.unknown_events.fetch_add(1, Ordering::Relaxed);
+            metrics::unknown_event(ns);
             tracing::debug!(socket = %s.id, event, "unknown event ignored");
         }
     });
@@ -287,6 +317,9 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
     };
     if let Err(error) = s.emit(HELLO, &hello) {
         tracing::warn!(socket = %s.id, %error, "cannot send hello");
+    }
+    if let Some(HandshakeStarted(started)) = s.extensions.get::<HandshakeStarted>() {
+        metrics::handshake(ns, "ok", started);
     }
     tracing::info!(
         nsp = s.ns(), socket = %s.id, user = ctx.user_id(), sid = ctx.sid(),
@@ -300,6 +333,7 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
 
 /// Wires `event` to `handle`, with the flood budget, validation of the socket's context, and the
 /// acknowledgement of the outcome (also for events sent without a callback: processed the same).
+/// Each event is one span and is counted once its ack is sent.
 fn on_event<A, F, Fut>(s: &SocketRef<A>, svc: &Arc<Services>, event: &'static str, handle: F)
 where
     A: Adapter,
@@ -316,7 +350,17 @@ where
         move |s: SocketRef<A>, io: SocketIo<A>, TryData(payload): TryData<Value>, reply: AckSender<A>| {
             let svc = svc.clone();
             let handle = handle.clone();
+            let ns = Namespace::from_path(s.ns()).unwrap_or(Namespace::Drivers);
+            let span = tracing::info_span!(
+                "socketio.event",
+                otel.name = event,
+                otel.kind = "server",
+                socketio.namespace = ns.path(),
+                socketio.event = event,
+                gateway.outcome = Empty,
+            );
             async move {
+                let started = Instant::now();
                 let budget = s.extensions.get::<Arc<EventBudget>>();
                 let outcome = match s.extensions.get::<Arc<SocketContext>>() {
                     _ if budget.is_some_and(|b| !b.take()) => Err(EventError::RateLimited),
@@ -326,8 +370,12 @@ where
                 if let Err(error) = &outcome {
                     tracing::debug!(socket = %s.id, event, code = ?error.code(), %error, "event refused");
                 }
+                let label = ack::outcome_label(&outcome);
+                tracing::Span::current().record("gateway.outcome", label);
                 ack::send(reply, outcome).await;
+                metrics::event(ns, event, label, started);
             }
+            .instrument(span)
         },
     );
 }

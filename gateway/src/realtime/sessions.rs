@@ -10,15 +10,22 @@ use fred::{
     clients::{Client, SubscriberClient},
     interfaces::{EventInterface, PubsubInterface},
 };
+use std::time::Instant;
+
 use shared::{
-    auth_events::{AuthEvent, DEFAULT_REVOKE_REASON},
+    auth_events::{AuthEvent, AuthEventMessage, DEFAULT_REVOKE_REASON},
     events::{AUTH_SESSION_REVOKED, SessionRevokedNotice},
     namespace::Namespace,
     rooms,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
+use tracing::{Instrument, Span, field::Empty};
 
 use super::{Io, clock::now_rfc3339};
+use crate::telemetry::{
+    metrics::{self, AuthEventSource, DisconnectReason},
+    traces::{self, redis_span},
+};
 
 /// Name of the auth-events channel of a cluster.
 pub fn auth_events_channel(prefix: &str) -> String {
@@ -55,18 +62,36 @@ impl SessionEvents {
 
     /// HTTP ingress: make the event's effect cluster-wide. Returns how many replicas heard it
     /// (cluster) or what it did here (single replica).
+    /// The message carries the caller's trace context, so every replica's `gateway.auth_event`
+    /// span joins the caller's trace.
     pub async fn publish(&self, event: AuthEvent) -> Result<Published, PublishError> {
+        let received = Instant::now();
         let event = stamped(event);
         let Some((client, channel)) = &self.publisher else {
-            return Ok(Published::Applied(self.apply_locally(&event).await));
+            let effect = self
+                .apply_locally(&event, AuthEventSource::Http, received, None)
+                .await;
+            return Ok(Published::Applied(effect));
         };
-        let payload = serde_json::to_string(&event).unwrap_or_default();
-        match client.publish::<u64, _, _>(channel.as_str(), payload).await {
+        let (traceparent, tracestate) = traces::context_of(&Span::current()).unzip();
+        let message = AuthEventMessage {
+            event,
+            traceparent,
+            tracestate: tracestate.flatten(),
+        };
+        let payload = serde_json::to_string(&message).unwrap_or_default();
+        let published = client
+            .publish::<u64, _, _>(channel.as_str(), payload)
+            .instrument(redis_span("PUBLISH", "PUBLISH auth-events"))
+            .await;
+        match published {
             Ok(replicas) => Ok(Published::Broadcast { replicas }),
             Err(error) => {
+                metrics::redis_error("publish");
                 // Redis is down: at least the sockets of this replica go now. The caller answers
                 // 503 so the auth service retries once the cluster can hear it.
-                self.apply_locally(&event).await;
+                self.apply_locally(&message.event, AuthEventSource::Http, received, None)
+                    .await;
                 Err(error.into())
             }
         }
@@ -74,9 +99,20 @@ impl SessionEvents {
 
     /// Channel ingress: one message of `{prefix}:auth-events`, as published by anyone.
     pub async fn on_message(&self, payload: &[u8]) {
-        match serde_json::from_slice::<AuthEvent>(payload) {
-            Ok(event) => {
-                self.apply_locally(&stamped(event)).await;
+        let received = Instant::now();
+        match serde_json::from_slice::<AuthEventMessage>(payload) {
+            Ok(message) => {
+                let parent = traces::parent_from(
+                    message.traceparent.as_deref(),
+                    message.tracestate.as_deref(),
+                );
+                self.apply_locally(
+                    &stamped(message.event),
+                    AuthEventSource::Redis,
+                    received,
+                    parent,
+                )
+                .await;
             }
             Err(error) => {
                 tracing::warn!(%error, bytes = payload.len(), "ignored malformed auth event")
@@ -84,12 +120,34 @@ impl SessionEvents {
         }
     }
 
-    /// The contract's effect, on this replica's sockets only.
-    pub async fn apply_locally(&self, event: &AuthEvent) -> LocalEffect {
+    /// The contract's effect, on this replica's sockets only: one `gateway.auth_event` span
+    /// (child of `parent`, the publisher's context, when there is one), counted.
+    pub async fn apply_locally(
+        &self,
+        event: &AuthEvent,
+        source: AuthEventSource,
+        received: Instant,
+        parent: Option<opentelemetry::Context>,
+    ) -> LocalEffect {
+        let span = tracing::info_span!(
+            "gateway.auth_event",
+            otel.kind = "consumer",
+            "gateway.auth_event.type" = event.kind(),
+            gateway.disconnected = Empty,
+        );
+        traces::set_parent(&span, parent);
         let effect = match &self.io {
-            Io::Single(io) => apply(io, event).await,
-            Io::Cluster(io) => apply(io, event).await,
+            Io::Single(io) => apply(io, event).instrument(span.clone()).await,
+            Io::Cluster(io) => apply(io, event).instrument(span.clone()).await,
         };
+        span.record("gateway.disconnected", effect.disconnected as u64);
+        let reason = match event {
+            AuthEvent::SessionRevoked { .. } => DisconnectReason::Revoked,
+            AuthEvent::SessionRefreshed { .. } => DisconnectReason::Refreshed,
+        };
+        metrics::session_disconnects(reason, effect.disconnected);
+        metrics::auth_event_applied(event.kind(), source, received);
+        let _entered = span.enter();
         match event {
             AuthEvent::SessionRevoked { sid, user_id, .. } => tracing::info!(
                 sid,

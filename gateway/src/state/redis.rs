@@ -18,40 +18,55 @@ use super::{
     DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
     StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
 };
-use crate::realtime::clock::now_rfc3339;
+use crate::{realtime::clock::now_rfc3339, telemetry::traces::redis_span};
+use tracing::Instrument;
 
 struct Scripts {
-    set_status: Script,
-    driver_state: Script,
-    drivers_nearby: Script,
-    presence_opened: Script,
-    presence_closed: Script,
-    is_present: Script,
-    reap_nodes: Script,
-    expire_drivers: Script,
-    renew_lease: Script,
-    live_nodes: Script,
-    read_trip: Script,
-    write_trip: Script,
+    set_status: Named,
+    driver_state: Named,
+    drivers_nearby: Named,
+    presence_opened: Named,
+    presence_closed: Named,
+    is_present: Named,
+    reap_nodes: Named,
+    expire_drivers: Named,
+    renew_lease: Named,
+    live_nodes: Named,
+    read_trip: Named,
+    write_trip: Named,
+}
+
+/// A script and the name its spans carry.
+struct Named {
+    name: &'static str,
+    script: Script,
+}
+
+fn named(name: &'static str, lua: &str) -> Named {
+    Named {
+        name,
+        script: Script::from_lua(lua),
+    }
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
-            set_status: Script::from_lua(include_str!("lua/set_status.lua")),
-            driver_state: Script::from_lua(include_str!("lua/driver_state.lua")),
-            drivers_nearby: Script::from_lua(include_str!("lua/drivers_nearby.lua")),
-            presence_opened: Script::from_lua(include_str!("lua/presence_opened.lua")),
-            presence_closed: Script::from_lua(include_str!("lua/presence_closed.lua")),
-            is_present: Script::from_lua(include_str!("lua/is_present.lua")),
-            reap_nodes: Script::from_lua(include_str!("lua/reap_nodes.lua")),
-            expire_drivers: Script::from_lua(include_str!("lua/expire_drivers.lua")),
-            renew_lease: Script::from_lua(include_str!("lua/renew_lease.lua")),
-            live_nodes: Script::from_lua(include_str!("lua/live_nodes.lua")),
-            read_trip: Script::from_lua(
+            set_status: named("set_status", include_str!("lua/set_status.lua")),
+            driver_state: named("driver_state", include_str!("lua/driver_state.lua")),
+            drivers_nearby: named("drivers_nearby", include_str!("lua/drivers_nearby.lua")),
+            presence_opened: named("presence_opened", include_str!("lua/presence_opened.lua")),
+            presence_closed: named("presence_closed", include_str!("lua/presence_closed.lua")),
+            is_present: named("is_present", include_str!("lua/is_present.lua")),
+            reap_nodes: named("reap_nodes", include_str!("lua/reap_nodes.lua")),
+            expire_drivers: named("expire_drivers", include_str!("lua/expire_drivers.lua")),
+            renew_lease: named("renew_lease", include_str!("lua/renew_lease.lua")),
+            live_nodes: named("live_nodes", include_str!("lua/live_nodes.lua")),
+            read_trip: named(
+                "read_trip",
                 "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')",
             ),
-            write_trip: Script::from_lua(include_str!("lua/write_trip.lua")),
+            write_trip: named("write_trip", include_str!("lua/write_trip.lua")),
         }
     }
 }
@@ -130,14 +145,17 @@ impl RedisState {
         Ok(())
     }
 
+    /// Runs one script: a client span on traced paths.
     async fn run(
         &self,
-        script: &Script,
+        script: &Named,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, StateError> {
         Ok(script
+            .script
             .evalsha_with_reload::<Value, _, _>(&self.client, keys, args)
+            .instrument(redis_span("EVALSHA", script.name))
             .await?)
     }
 }

@@ -13,6 +13,9 @@ use fred::{
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::telemetry::traces::redis_span;
 
 use super::{
     ActiveTrip, LocationOutcome, Position, StateError,
@@ -66,8 +69,14 @@ impl LocationWriter {
             answer,
         };
         let stopped = || StateError("the location writer stopped".into());
-        self.reports.send(report).await.map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        // The script call itself is batched with other drivers' reports; the span is this
+        // report's wait for it.
+        async {
+            self.reports.send(report).await.map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
+        }
+        .instrument(redis_span("EVALSHA", "record_location"))
+        .await
     }
 }
 

@@ -108,6 +108,16 @@ impl PgStore {
         }))
     }
 
+    /// The pool's connections now (metrics).
+    pub fn usage(&self) -> crate::telemetry::metrics::PoolUsage {
+        let status = self.pool.status();
+        crate::telemetry::metrics::PoolUsage {
+            idle: status.available,
+            in_use: status.size.saturating_sub(status.available),
+            max: status.max_size,
+        }
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;

@@ -93,6 +93,13 @@ impl RedisClients {
         })
     }
 
+    /// Whether every connection is up, without a round trip (metrics).
+    pub fn connected(&self) -> bool {
+        self.adapter.is_connected()
+            && self.auth_events.is_connected()
+            && self.commands.is_connected()
+    }
+
     /// Whether every connection is up and Redis answers (readiness).
     pub async fn check(&self) -> Result<(), String> {
         if !self.adapter.is_connected() {

@@ -1,0 +1,120 @@
+//! Telemetry of one process: log lines, OpenTelemetry traces and Prometheus metrics
+//! (`../shared/spec/telemetry.md`).
+//!
+//! - [`logs`]: JSON lines with `trace_id`/`span_id` (or `LOG_FORMAT=pretty`), filtered by
+//!   `RUST_LOG`.
+//! - [`traces`]: OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; W3C context across
+//!   replicas.
+//! - [`metrics`]: the `/metrics` families.
+//!
+//! The libraries under the gateway log raw packets at debug and trace (socketioxide prints auth
+//! payloads, that is access tokens; HTTP clients print headers): their events above `info` are
+//! never shown, whatever `RUST_LOG` says, so no secret reaches a log line.
+
+pub mod logs;
+pub mod metrics;
+pub mod traces;
+
+use std::time::Duration;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Level, Metadata};
+use tracing_subscriber::{
+    EnvFilter, Layer, Registry,
+    filter::{FilterExt, Targets, filter_fn},
+    fmt::{self, writer::BoxMakeWriter},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
+
+use crate::config::{LogFormat, LogSettings, TraceSettings};
+
+/// Where log lines go: `serve` logs to stdout (containers), the one-shot subcommands to stderr
+/// so their stdout carries only their result (`gateway token` prints a token).
+#[derive(Debug, Clone, Copy)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Libraries whose debug and trace output can carry tokens, headers or credentials.
+const CAPPED_AT_INFO: &[&str] = &[
+    "socketioxide",
+    "engineioxide",
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "h2",
+    "reqwest",
+    "tonic",
+    "tower",
+    "fred",
+    "opentelemetry",
+];
+
+fn shown(meta: &Metadata<'_>) -> bool {
+    *meta.level() <= Level::INFO || !CAPPED_AT_INFO.iter().any(|t| meta.target().starts_with(t))
+}
+
+/// What must outlive the subscriber: the trace exporter, flushed at shutdown.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// How long the drain waits for the last spans to reach the collector.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Telemetry {
+    /// Exports what is still batched (part of the drain); bounded by [`FLUSH_TIMEOUT`].
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        let flushed =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
+                .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("trace export not flushed: {error}"),
+            Err(error) => eprintln!("trace export not flushed: {error}"),
+        }
+    }
+}
+
+/// Installs the process' subscriber. `traces` set: spans are exported over OTLP. A second call
+/// (tests) keeps the first subscriber.
+pub fn init(
+    settings: &LogSettings,
+    traces: Option<&TraceSettings>,
+    output: Output,
+) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = match output {
+        Output::Stdout => BoxMakeWriter::new(std::io::stdout),
+        Output::Stderr => BoxMakeWriter::new(std::io::stderr),
+    };
+    let lines: Box<dyn Layer<Registry> + Send + Sync> = match settings.format {
+        LogFormat::Json => fmt::layer()
+            .event_format(logs::JsonLines {
+                with_trace_ids: traces.is_some(),
+            })
+            .with_writer(writer)
+            .with_filter(filter.and(filter_fn(shown)))
+            .boxed(),
+        LogFormat::Pretty => fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .with_filter(filter.and(filter_fn(shown)))
+            .boxed(),
+    };
+    let provider = traces.map(traces::provider).transpose()?;
+    // Only the gateway's own spans are exported.
+    let spans = provider
+        .as_ref()
+        .map(|p| traces::layer(p).with_filter(Targets::new().with_target("gateway", Level::INFO)));
+    let _ = tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
+        .try_init();
+    Ok(Telemetry { provider })
+}
