@@ -465,11 +465,66 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show_in_debug_output() {
-        let s = serve(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).expect("valid");
+        let jwt = "jwt-secret-value-7f3a";
+        let internal = "internal-token-value-91c2";
+        let s = ServeSettings::load(&Source::from_pairs([
+            ("JWT_SECRET", jwt),
+            ("INTERNAL_API_TOKEN", internal),
+            ("DATABASE_URL", "postgres://u:db-pw-4411@h/db"),
+            ("REDIS_URL", "redis://default:redis-pw-2290@h:6379"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ]))
+        .expect("valid");
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2"));
-        assert!(!shown.contains("JWT_SECRET"));
+        for secret in [jwt, internal, "db-pw-4411", "redis-pw-2290"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
         assert!(shown.contains("[redacted]"));
+        // The values are there, only hidden.
+        assert_eq!(s.jwt.secret.expose(), jwt);
+        assert_eq!(s.internal_api_token.expose(), internal);
+    }
+
+    #[test]
+    fn trace_export_follows_the_standard_variables() {
+        assert!(
+            serve(&[]).expect("valid").traces.is_none(),
+            "no endpoint: nothing exported"
+        );
+        let t = serve(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("NODE_ID", "n7"),
+        ])
+        .expect("valid")
+        .traces
+        .expect("exported");
+        assert_eq!(t.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(t.node_id, "n7");
+        assert!(t.default_service_name);
+        let t = serve(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,service.name=edge",
+            ),
+        ])
+        .expect("valid")
+        .traces
+        .expect("exported");
+        assert_eq!(t.protocol, OtlpProtocol::Grpc);
+        assert!(!t.default_service_name);
+        for (name, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+        ] {
+            let mut pairs = vec![(name, value)];
+            if name != "OTEL_EXPORTER_OTLP_ENDPOINT" {
+                pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"));
+            }
+            let err = serve(&pairs).expect_err(value);
+            assert_eq!(err.name, name);
+        }
     }
 
     #[test]
