@@ -26,6 +26,19 @@ pub enum Command {
     Migrate,
     /// Print an HS256 access token for an existing user and session (development).
     Token(TokenArgs),
+    /// Ask this host's replica whether it is alive (container health checks): exits 0 when
+    /// `GET <path>` on the internal listener answers 200, 1 otherwise.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The probe to ask: `/livez` (alive) or `/readyz` (can serve).
+    #[arg(long, default_value = "/livez")]
+    pub path: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Args)]

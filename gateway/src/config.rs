@@ -197,6 +197,27 @@ impl LogSettings {
     }
 }
 
+/// What `gateway probe` needs: where this host's internal listener is.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// `INTERNAL_BIND_ADDR`, with an unspecified host (`0.0.0.0`, `[::]`) made loopback.
+    pub internal_addr: SocketAddr,
+}
+
+impl ProbeSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let mut internal_addr: SocketAddr = src.parsed(
+            "INTERNAL_BIND_ADDR",
+            ([0, 0, 0, 0], 9000).into(),
+            "host:port",
+        )?;
+        if internal_addr.ip().is_unspecified() {
+            internal_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(Self { internal_addr })
+    }
+}
+
 /// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {

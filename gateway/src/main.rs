@@ -7,8 +7,11 @@ use clap::{Parser, error::ErrorKind};
 use gateway::{
     app::Application,
     auth::jwt,
-    cli::{Cli, Command, TokenArgs},
-    config::{ConfigError, DatabaseSettings, JwtSettings, LogSettings, ServeSettings, Source},
+    cli::{Cli, Command, ProbeArgs, TokenArgs},
+    config::{
+        ConfigError, DatabaseSettings, JwtSettings, LogSettings, ProbeSettings, ServeSettings,
+        Source,
+    },
     store::migrate,
     telemetry::{self, Output},
 };
@@ -39,6 +42,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&source).await,
         Command::Migrate => run_migrate(&source).await,
         Command::Token(args) => token(&source, &args),
+        Command::Probe(args) => probe(&source, &args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +115,24 @@ fn token(source: &Source, args: &TokenArgs) -> Result<(), Failure> {
     let token = jwt::mint(&settings, &claims).map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
     println!("{token}");
     Ok(())
+}
+
+/// `gateway probe`: the image has no shell or curl, so its health check is the binary itself.
+async fn probe(source: &Source, args: &ProbeArgs) -> Result<(), Failure> {
+    let settings = ProbeSettings::load(source)?;
+    let url = format!("http://{}{}", settings.internal_addr, args.path);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(args.timeout_ms))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the probe client: {e}"))?;
+    match client.get(&url).send().await {
+        Ok(answer) if answer.status().is_success() => {
+            println!("ok: {url} answered {}", answer.status().as_u16());
+            Ok(())
+        }
+        Ok(answer) => Err(anyhow::anyhow!("{url} answered {}", answer.status().as_u16()).into()),
+        Err(error) => Err(anyhow::anyhow!("{url} did not answer: {error}").into()),
+    }
 }
 
 /// SIGTERM (Kubernetes, the local cluster) or Ctrl-C.

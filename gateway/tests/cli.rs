@@ -195,3 +195,60 @@ fn migrate_against_an_unreachable_server_fails_cleanly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot connect to PostgreSQL"));
 }
+
+#[test]
+fn probe_exits_0_when_the_replica_is_alive_and_1_when_nothing_answers() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Alive without its database: /livez answers while dependencies come up.
+    let mut replica = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("serve")
+        .env_clear()
+        .envs([
+            ("JWT_SECRET", "k"),
+            ("INTERNAL_API_TOKEN", "t"),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("INTERNAL_BIND_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = replica.stdout.take().expect("stdout");
+    let internal = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let entry: Value = serde_json::from_str(&line).ok()?;
+            (entry["message"] == "listeners bound")
+                .then(|| entry["internal"].as_str().map(String::from))?
+        })
+        .expect("the 'listeners bound' line");
+    let alive = gateway(&["probe"], &[("INTERNAL_BIND_ADDR", &internal)]);
+    let not_ready = gateway(
+        &["probe", "--path", "/readyz"],
+        &[("INTERNAL_BIND_ADDR", &internal)],
+    );
+    let _ = replica.kill();
+    let _ = replica.wait();
+    assert_eq!(alive.status.code(), Some(0), "{}", stderr(&alive));
+    assert_eq!(
+        not_ready.status.code(),
+        Some(1),
+        "no database: not ready ({})",
+        stderr(&not_ready)
+    );
+    assert!(
+        stderr(&not_ready).contains("answered 503"),
+        "{}",
+        stderr(&not_ready)
+    );
+
+    let gone = gateway(&["probe"], &[("INTERNAL_BIND_ADDR", &internal)]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        stderr(&gone).contains("did not answer"),
+        "{}",
+        stderr(&gone)
+    );
+}
