@@ -39,6 +39,9 @@ pub struct ProbeArgs {
     /// How long to wait for the answer.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// Ask this URL instead (another host: a Helm test pod, a compose health check of `/readyz`).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -119,8 +119,14 @@ fn token(source: &Source, args: &TokenArgs) -> Result<(), Failure> {
 
 /// `gateway probe`: the image has no shell or curl, so its health check is the binary itself.
 async fn probe(source: &Source, args: &ProbeArgs) -> Result<(), Failure> {
-    let settings = ProbeSettings::load(source)?;
-    let url = format!("http://{}{}", settings.internal_addr, args.path);
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => format!(
+            "http://{}{}",
+            ProbeSettings::load(source)?.internal_addr,
+            args.path
+        ),
+    };
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(args.timeout_ms))
         .build()

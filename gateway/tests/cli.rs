@@ -229,8 +229,22 @@ fn probe_exits_0_when_the_replica_is_alive_and_1_when_nothing_answers() {
         &["probe", "--path", "/readyz"],
         &[("INTERNAL_BIND_ADDR", &internal)],
     );
+    let by_url = gateway(
+        &["probe", "--url", &format!("http://{internal}/readyz")],
+        &[],
+    );
     let _ = replica.kill();
     let _ = replica.wait();
+    assert_eq!(
+        by_url.status.code(),
+        Some(1),
+        "--url asks that URL: not ready"
+    );
+    assert!(
+        stderr(&by_url).contains("/readyz answered 503"),
+        "{}",
+        stderr(&by_url)
+    );
     assert_eq!(alive.status.code(), Some(0), "{}", stderr(&alive));
     assert_eq!(
         not_ready.status.code(),

@@ -32,7 +32,7 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -46,10 +46,13 @@ where
             Value::String(event.metadata().level().to_string()),
         );
         event.record(&mut Fields(&mut line));
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".into(), Value::String(span.name().to_owned()));
+        // The log layer sees no spans (telemetry::LogLines): the current span is the one the
+        // trace layer keeps.
+        let span = tracing::Span::current();
+        if let Some(meta) = span.metadata() {
+            line.insert("span".into(), Value::String(meta.name().to_owned()));
             if self.with_trace_ids
-                && let Some((trace_id, span_id)) = traces::ids_of(&tracing::Span::current())
+                && let Some((trace_id, span_id)) = traces::ids_of(&span)
             {
                 line.insert("trace_id".into(), Value::String(trace_id));
                 line.insert("span_id".into(), Value::String(span_id));

@@ -18,12 +18,12 @@ pub mod traces;
 use std::time::Duration;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::{Level, Metadata};
+use tracing::{Level, Metadata, level_filters::LevelFilter, subscriber::Interest};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::{FilterExt, Targets, filter_fn},
+    filter::Targets,
     fmt::{self, writer::BoxMakeWriter},
-    layer::SubscriberExt,
+    layer::{Context, Filter, SubscriberExt},
     util::SubscriberInitExt,
 };
 
@@ -54,6 +54,32 @@ const CAPPED_AT_INFO: &[&str] = &[
 
 fn shown(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO || !CAPPED_AT_INFO.iter().any(|t| meta.target().starts_with(t))
+}
+
+/// Which events become log lines: `RUST_LOG`, minus the capped libraries' debug and trace. Spans
+/// are never of interest to the log layer (lines name their span through the trace ids), so
+/// without an exporter no layer wants a span and every span is disabled at its call site: free.
+/// (A consequence: `RUST_LOG` directives that select by span, `[span{field}]=debug`, do not apply.)
+struct LogLines(EnvFilter);
+
+impl<S> Filter<S> for LogLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        !meta.is_span() && shown(meta) && Filter::enabled(&self.0, meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() || !shown(meta) {
+            return Interest::never();
+        }
+        Filter::<S>::callsite_enabled(&self.0, meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0)
+    }
 }
 
 /// What must outlive the subscriber: the trace exporter, flushed at shutdown.
@@ -99,12 +125,12 @@ pub fn init(
                 with_trace_ids: traces.is_some(),
             })
             .with_writer(writer)
-            .with_filter(filter.and(filter_fn(shown)))
+            .with_filter(LogLines(filter))
             .boxed(),
         LogFormat::Pretty => fmt::layer()
             .with_target(false)
             .with_writer(writer)
-            .with_filter(filter.and(filter_fn(shown)))
+            .with_filter(LogLines(filter))
             .boxed(),
     };
     let provider = traces.map(traces::provider).transpose()?;

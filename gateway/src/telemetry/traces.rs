@@ -51,7 +51,13 @@ pub fn layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    tracing_opentelemetry::layer().with_tracer(provider.tracer("gateway"))
+    // No code location, thread or busy/idle attributes on every span: they are not in the
+    // contract, and they cost clock reads on every poll and bytes on every export.
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("gateway"))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
 }
 
 /// A Redis call on a traced path: a client span named `name` (the script, or the command).

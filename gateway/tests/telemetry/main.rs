@@ -410,3 +410,55 @@ async fn a_revocation_is_one_trace_across_replicas_and_nothing_leaks() {
     assert!(!printed.iter().any(|l| l.contains(&bearer)));
     db.drop_now().await;
 }
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: the same spans reach a gRPC receiver, with the configured
+/// service name and the exporter's headers as metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_grpc_too() {
+    let receiver = Receiver::default();
+    let url = receiver.start_grpc().await;
+    let db = Database::create(env!("CARGO_BIN_EXE_gateway")).await;
+    let node = unique("grpc-");
+    let replica = Replica::start(
+        &node,
+        &env(
+            &url,
+            &[
+                ("DATABASE_URL", db.url.clone()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+                ("OTEL_SERVICE_NAME", "edge-gateway".to_owned()),
+            ],
+        ),
+    )
+    .await;
+    let (passenger, sid) = db.identity("PASSENGER").await;
+    let _socket = connected(
+        SocketIoClient::connect(
+            replica.public,
+            "/passengers",
+            &token(JWT_SECRET, passenger, &sid),
+        )
+        .await,
+    );
+    let handshake = receiver
+        .until("a socketio.handshake span over gRPC", |spans| {
+            named(spans, "socketio.handshake").next().cloned()
+        })
+        .await;
+    assert_eq!(
+        handshake.attr("socketio.namespace").as_deref(),
+        Some("/passengers")
+    );
+    assert_eq!(
+        handshake.resource.get("service.name").map(String::as_str),
+        Some("edge-gateway")
+    );
+    assert_eq!(handshake.node(), Some(&*node));
+    let metadata = receiver.headers.lock().expect("lock").join("\n");
+    assert!(
+        metadata.contains("x-api-key"),
+        "the exporter's headers are sent: {metadata}"
+    );
+    replica.stop();
+    db.drop_now().await;
+}

@@ -469,6 +469,60 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Serves OTLP over gRPC on a free port; returns the endpoint URL.
+    pub async fn start_grpc(&self) -> String {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the gRPC receiver");
+        let addr = listener.local_addr().expect("addr");
+        let service = TraceServiceServer::new(self.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        format!("http://{addr}")
+    }
+
+    fn keep(&self, request: ExportTraceServiceRequest) {
+        let mut spans = self.spans.lock().expect("lock");
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| attrs(&r.attributes))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(Exported {
+                        resource: resource.clone(),
+                        span,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Receiver
+{
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.headers
+            .lock()
+            .expect("lock")
+            .push(format!("{:?}", request.metadata()));
+        self.keep(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
 async fn receive(
     State(receiver): State<Receiver>,
     headers: axum::http::HeaderMap,
@@ -480,20 +534,6 @@ async fn receive(
         .expect("lock")
         .push(format!("{headers:?}"));
     let request = ExportTraceServiceRequest::decode(body).expect("an ExportTraceServiceRequest");
-    let mut spans = receiver.spans.lock().expect("lock");
-    for resource_spans in request.resource_spans {
-        let resource = resource_spans
-            .resource
-            .map(|r| attrs(&r.attributes))
-            .unwrap_or_default();
-        for scope in resource_spans.scope_spans {
-            for span in scope.spans {
-                spans.push(Exported {
-                    resource: resource.clone(),
-                    span,
-                });
-            }
-        }
-    }
+    receiver.keep(request);
     ExportTraceServiceResponse::default().encode_to_vec()
 }
