@@ -7,6 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Tools the tests use, installed when missing: Prometheus' promtool (Debian), and the deploy
+# checks' Python tools pinned by hash in .venv/ (deploy/requirements.txt).
+if ! command -v promtool >/dev/null; then
+  echo "installing prometheus (promtool) from Debian's packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check --require-hashes -r deploy/requirements.txt
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked --bin gateway --bin loadgen
@@ -18,3 +27,5 @@ cargo test --workspace --locked
 node --test loadtest/k6/test/
 (cd loadtest/peers/node-socketio && node --test test/)
 (cd e2e && npm test)
+# The deployment artifacts: Dockerfile, compose stack, Helm chart (docs/deployment.md).
+.venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests
