@@ -4,7 +4,7 @@
 # reachable), migrates, seeds demo users, prints their tokens, and runs until Ctrl-C, which
 # stops everything this script started.
 #
-# Settings (environment): GATEWAY_PORT (8080), REPLICAS (3), PUBLIC_BASE_PORT (3001),
+# Settings (environment): GATEWAY_PORT (3000, as in the guide's examples), REPLICAS (3), PUBLIC_BASE_PORT (3001),
 # INTERNAL_BASE_PORT (9001), DATABASE_URL, REDIS_URL, REDIS_PREFIX, JWT_SECRET, INTERNAL_API_TOKEN.
 set -euo pipefail
 
@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 state=${CLUSTER_STATE_DIR:-$root/.cluster}
 mkdir -p "$state/logs"
 
-GATEWAY_PORT=${GATEWAY_PORT:-8080}
+GATEWAY_PORT=${GATEWAY_PORT:-3000}
 REPLICAS=${REPLICAS:-3}
 PUBLIC_BASE_PORT=${PUBLIC_BASE_PORT:-3001}
 INTERNAL_BASE_PORT=${INTERNAL_BASE_PORT:-9001}
@@ -122,6 +122,13 @@ until curl -fs "http://127.0.0.1:$GATEWAY_PORT/healthz" >/dev/null; do
   kill -0 "$haproxy_pid" 2>/dev/null || { cat "$state/logs/haproxy.log" >&2; exit 1; }
   sleep 0.1
 done
+
+# The "Try" line below runs an example with the official client: make sure it is installed.
+if [ ! -d "$root/e2e/node_modules/socket.io-client" ]; then
+  say "installing the example client (npm ci in e2e/)"
+  (cd "$root/e2e" && npm ci --no-audit --no-fund --silent) >"$state/logs/npm.log" 2>&1 \
+    || say "npm ci failed (see $state/logs/npm.log): the Try line needs e2e/node_modules"
+fi
 
 token() { "$gateway" token --user "$1" --sid "$2" --ttl-secs 86400; }
 cat <<INFO

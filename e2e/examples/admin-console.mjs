@@ -1,5 +1,5 @@
 // An operations console: cluster stats, drivers near a point, one driver's state, live feed.
-//   GATEWAY_URL=http://localhost:8080 TOKEN=$ADMIN_TOKEN [DRIVER_ID=...] node e2e/examples/admin-console.mjs
+//   GATEWAY_URL=http://localhost:3000 TOKEN=$ADMIN_TOKEN [DRIVER_ID=...] node e2e/examples/admin-console.mjs
 // With ONCE=1 it prints the answers and exits.
 import { io } from 'socket.io-client';
 

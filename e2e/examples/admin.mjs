@@ -1,5 +1,5 @@
 // The connection guide's admin example, runnable:
-//   GATEWAY_URL=http://localhost:8080 TOKEN=... node e2e/examples/admin.mjs
+//   GATEWAY_URL=http://localhost:3000 TOKEN=... node e2e/examples/admin.mjs
 import { io } from 'socket.io-client';
 
 const url = process.env.GATEWAY_URL ?? 'http://localhost:3000';

@@ -1,5 +1,5 @@
 // A driver app's realtime side: go ONLINE, report positions, answer trip offers, follow trips.
-//   GATEWAY_URL=http://localhost:8080 TOKEN=$DRIVER_TOKEN node e2e/examples/driver-app.mjs
+//   GATEWAY_URL=http://localhost:3000 TOKEN=$DRIVER_TOKEN node e2e/examples/driver-app.mjs
 // With ONCE=1 it goes ONLINE, sends one position, prints the acks and exits.
 import { io } from 'socket.io-client';
 

@@ -1,5 +1,5 @@
 // The connection guide's driver example, runnable:
-//   GATEWAY_URL=http://localhost:8080 TOKEN=... node e2e/examples/driver.mjs
+//   GATEWAY_URL=http://localhost:3000 TOKEN=... node e2e/examples/driver.mjs
 // With ONCE=1 it disconnects after the server's hello (used by the tests).
 import { io } from 'socket.io-client';
 

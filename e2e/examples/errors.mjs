@@ -1,5 +1,5 @@
 // The connection guide's error handling switch, runnable:
-//   GATEWAY_URL=http://localhost:8080 NSP=/drivers TOKEN=... node e2e/examples/errors.mjs
+//   GATEWAY_URL=http://localhost:3000 NSP=/drivers TOKEN=... node e2e/examples/errors.mjs
 // Prints the branch taken for the connect_error, then exits.
 import { io } from 'socket.io-client';
 

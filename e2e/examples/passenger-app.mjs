@@ -1,5 +1,5 @@
 // A passenger app's realtime side: follow the trip and the assigned driver's position.
-//   GATEWAY_URL=http://localhost:8080 TOKEN=$PASSENGER_TOKEN node e2e/examples/passenger-app.mjs
+//   GATEWAY_URL=http://localhost:3000 TOKEN=$PASSENGER_TOKEN node e2e/examples/passenger-app.mjs
 // With EXIT_ON=COMPLETED it exits once the trip completes.
 import { io } from 'socket.io-client';
 

@@ -2,7 +2,7 @@
 // replicas behind HAProxy; a polling-only client connects through the balancer; Ctrl-C stops it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,6 +58,16 @@ test('deploy/local/cluster.sh: three replicas behind HAProxy, polling through th
     assert.equal(p.nsp, '/passengers');
     const { socket: admin, hello: a } = await connectOk(client(lb, '/admin', { auth: { token: token('ADMIN_TOKEN') }, withCredentials: true }));
     assert.equal(a.nsp, '/admin');
+
+    // The printed "Try" line runs as printed (from the repo root, with the printed token).
+    const tryLine = output.find((l) => l.startsWith('Try:')).slice('Try:'.length).trim();
+    const tried = await new Promise((resolve) => {
+      execFile('bash', ['-c', tryLine], {
+        cwd: root, timeout: 20000, env: { ...process.env, DRIVER_TOKEN: token('DRIVER_TOKEN'), ONCE: '1' },
+      }, (error, stdout, stderr) => resolve({ error, stdout, stderr }));
+    });
+    assert.equal(tried.error, null, `the Try line failed: ${tried.stderr}`);
+    assert.match(tried.stdout, /Server hello: \{"ok":true,"nsp":"\/drivers"\}/);
 
     // The printed revocation command works through any replica.
     const { socket: driver } = await connectOk(client(lb, '/drivers', { auth: { token: token('DRIVER_TOKEN') }, withCredentials: true }));

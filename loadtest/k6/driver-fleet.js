@@ -9,7 +9,7 @@
 //           location_refused    {ok: false} answers, tagged with error.code (RATE_LIMITED, ...)
 //           locations_sent, dropped_connections (closed by the server or the network mid-session)
 //
-// Env  GATEWAY_URL          public http base (default http://localhost:8080)
+// Env  GATEWAY_URL          public http base (default http://localhost:3000)
 //      TOKENS_FILE          DRIVER tokens, one per line (default tokens.txt; a relative path is
 //                           resolved from this script's directory); one driver per token, so give
 //                           at least DRIVERS tokens (VUs beyond that share a driver's rate limit)
@@ -19,7 +19,7 @@
 //      RATE_HZ (1)          updates per second per driver (the gateway accepts LOCATION_RATE_PER_S, 10)
 //      CENTER_LAT (52.52), CENTER_LNG (13.405), ACK_TIMEOUT_MS (5000), HANDSHAKE_TIMEOUT_MS (10000)
 //
-// Example  k6 run -e GATEWAY_URL=http://localhost:8080 -e TOKENS_FILE=tokens.txt loadtest/k6/driver-fleet.js
+// Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e TOKENS_FILE=tokens.txt loadtest/k6/driver-fleet.js
 import ws from 'k6/ws';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';
@@ -27,7 +27,7 @@ import { Counter, Rate, Trend } from 'k6/metrics';
 import { Session, wsUrl } from './lib/socketio.js';
 
 const NSP = '/drivers';
-const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:8080');
+const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
 const DRIVERS = Number(__ENV.DRIVERS || 100);
 const SESSION_MS = Number(__ENV.SESSION_S || 120) * 1000;
 const SEND_EVERY_MS = 1000 / Number(__ENV.RATE_HZ || 1);

@@ -10,7 +10,7 @@
 //                                    meaningful when k6 and the gateway share a clock
 //           dropped_connections      closed by the server or the network mid-session
 //
-// Env  GATEWAY_URL            public http base (default http://localhost:8080)
+// Env  GATEWAY_URL            public http base (default http://localhost:3000)
 //      TOKENS_FILE            PASSENGER tokens, one per line (default tokens.txt; a relative path
 //                             is resolved from this script's directory)
 //      PASSENGERS (100)       concurrent passengers; RAMP (1m), HOLD (5m); SESSION_S (300)
@@ -18,7 +18,7 @@
 //                             setup() posts DRIVER_ASSIGNED for each, so the drivers' positions are
 //                             forwarded to the passengers (a repeat is answered as a duplicate)
 //
-// Example  k6 run -e GATEWAY_URL=http://localhost:8080 -e TOKENS_FILE=passenger-tokens.txt loadtest/k6/passengers.js
+// Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e TOKENS_FILE=passenger-tokens.txt loadtest/k6/passengers.js
 import ws from 'k6/ws';
 import http from 'k6/http';
 import { check } from 'k6';
@@ -27,7 +27,7 @@ import { Counter, Rate, Trend } from 'k6/metrics';
 import { Session, wsUrl } from './lib/socketio.js';
 
 const NSP = '/passengers';
-const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:8080');
+const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
 const PASSENGERS = Number(__ENV.PASSENGERS || 100);
 const SESSION_MS = Number(__ENV.SESSION_S || 300) * 1000;
 const HANDSHAKE_TIMEOUT_MS = Number(__ENV.HANDSHAKE_TIMEOUT_MS || 10000);

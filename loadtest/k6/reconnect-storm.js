@@ -7,14 +7,14 @@
 //           handshake_errors  iterations without `hello` (refused, closed, or HANDSHAKE_TIMEOUT_MS)
 //           connect_refused   connect_error packets, tagged with their message
 //
-// Env  GATEWAY_URL           public http base (default http://localhost:8080)
+// Env  GATEWAY_URL           public http base (default http://localhost:3000)
 //      TOKENS_FILE           DRIVER tokens, one per line (default tokens.txt; a relative path is
 //                            resolved from this script's directory)
 //      PEAK_RATE (200)       new connections per second at the peak
 //      RAMP (30s), HOLD (1m) ramp-up to the peak, then time at the peak
 //      PRE_VUS (50), MAX_VUS (1000), HANDSHAKE_TIMEOUT_MS (10000)
 //
-// Example  k6 run -e GATEWAY_URL=http://localhost:8080 -e TOKENS_FILE=tokens.txt loadtest/k6/reconnect-storm.js
+// Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e TOKENS_FILE=tokens.txt loadtest/k6/reconnect-storm.js
 import ws from 'k6/ws';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';
@@ -22,7 +22,7 @@ import { Counter, Rate, Trend } from 'k6/metrics';
 import { Session, wsUrl } from './lib/socketio.js';
 
 const NSP = '/drivers';
-const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:8080');
+const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
 const PEAK_RATE = Number(__ENV.PEAK_RATE || 200);
 const HANDSHAKE_TIMEOUT_MS = Number(__ENV.HANDSHAKE_TIMEOUT_MS || 10000);
 

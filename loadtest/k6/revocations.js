@@ -12,7 +12,7 @@
 //           handshake_ms        WebSocket open → `hello`; handshake_errors
 //           revoke_lag_ms       revoker lateness; the POST itself is http_req_duration{name:revoke}
 //
-// Env  GATEWAY_URL          public http base (default http://localhost:8080)
+// Env  GATEWAY_URL          public http base (default http://localhost:3000)
 //      INTERNAL_URL         internal listener of any replica (default http://localhost:9001)
 //      INTERNAL_API_TOKEN   its bearer token (default: the local cluster's)
 //      SESSIONS_FILE        `userId,sid,token` lines of DRIVER sessions (default sessions.csv; a
@@ -22,7 +22,7 @@
 //      DRIVERS (all lines), REVOKE_EVERY_MS (50), LEAD_MS (15000: time for every driver to
 //      connect before the first revocation), REVOKERS (10 VUs), DISCONNECT_TIMEOUT_MS (10000)
 //
-// Example  k6 run -e GATEWAY_URL=http://localhost:8080 -e INTERNAL_URL=http://localhost:9001 \
+// Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e INTERNAL_URL=http://localhost:9001 \
 //            -e INTERNAL_API_TOKEN=local-dev-internal-token -e SESSIONS_FILE=sessions.csv loadtest/k6/revocations.js
 import ws from 'k6/ws';
 import http from 'k6/http';
@@ -33,7 +33,7 @@ import { Rate, Trend } from 'k6/metrics';
 import { Session, wsUrl } from './lib/socketio.js';
 
 const NSP = '/drivers';
-const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:8080');
+const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
 const INTERNAL_URL = (__ENV.INTERNAL_URL || 'http://localhost:9001').replace(/\/+$/, '');
 const INTERNAL_API_TOKEN = __ENV.INTERNAL_API_TOKEN || 'local-dev-internal-token';
 const REVOKE_EVERY_MS = Number(__ENV.REVOKE_EVERY_MS || 50);
