@@ -69,3 +69,16 @@ test('revocations: every revoked session is disconnected on another replica', as
   assert.equal(r.disconnects_seen, 20);
   assert.equal(r.request_errors, 0);
 });
+
+// Last: it drains replica C.
+test('roll: a drained replica\'s clients come back on the others, spread over DRAIN_SPREAD_MS', async () => {
+  const r = await loadgen(['roll', '--count', '90', '--servers', [A, B, C].map(addr).join(','),
+    '--victim', addr(C), '--victim-pid', String(C.child.pid), '--wait-secs', '20']);
+  assert.equal(r.connected, 90);
+  assert.equal(r.dropped, 30);
+  assert.equal(r.closed_before_sigterm, 0);
+  assert.equal(r.reconnected, 30, `every dropped client is greeted elsewhere: ${JSON.stringify(r.failed)}`);
+  // The harness' SHUTDOWN_GRACE_MS is 5 s: the drain spreads over 2 s.
+  assert.ok(r.closed_after_sigterm.max_ms >= 1500, `spread: last close at ${r.closed_after_sigterm.max_ms} ms`);
+  assert.equal((await C.exited).code, 0);
+});

@@ -1,5 +1,6 @@
 // A Redis restart under running replicas, and the SIGTERM drain.
 import { test } from 'node:test';
+import { execFile } from 'node:child_process';
 import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, startReplica, startRedis, connectAs, disconnected,
@@ -141,6 +142,49 @@ test('a replica started while Redis is down stays not-ready, then serves once Re
   } finally {
     await replica.stop();
     await redis?.stop();
+    await db.drop();
+  }
+});
+
+test('the drain spreads its disconnects over DRAIN_SPREAD_MS; every client may reconnect', async () => {
+  const db = await createDatabase();
+  const replica = await startReplica({ db, redis: null, env: { DRAIN_SPREAD_MS: '1500', SHUTDOWN_GRACE_MS: '5000' } });
+  const sockets = [];
+  try {
+    for (let i = 0; i < 20; i++) {
+      const u = await createIdentity(db, 'DRIVER');
+      sockets.push(await connectAs(replica, '/drivers', u.token, { transports: ['websocket'] }));
+    }
+    const started = Date.now();
+    const gone = sockets.map((s) => disconnected(s).then((reason) => ({ reason, at: Date.now() - started })));
+    replica.child.kill('SIGTERM');
+    const all = await Promise.all(gone);
+    for (const { reason } of all) assert.match(reason, /^transport (close|error)$/, 'a reason clients reconnect from');
+    const times = all.map((g) => g.at).sort((a, b) => a - b);
+    assert.ok(times[times.length - 1] - times[0] >= 1000, `spread over the window: ${times.join(',')} ms`);
+    assert.ok(times[times.length - 1] < 3000, `all gone within the window: ${times.join(',')} ms`);
+    const { code } = await replica.exited;
+    assert.equal(code, 0);
+  } finally {
+    for (const s of sockets) s.close();
+    await replica.stop();
+    await db.drop();
+  }
+});
+
+test('LISTEN_BACKLOG sets the public listener\'s accept queue', async () => {
+  const db = await createDatabase();
+  const replica = await startReplica({ db, redis: null, env: { LISTEN_BACKLOG: '777' } });
+  try {
+    const port = new URL(replica.url).port;
+    // For a listening socket, ss shows the accept queue's size as Send-Q.
+    const { stdout } = await new Promise((resolve, reject) => {
+      execFile('ss', ['-Hltn', `sport = :${port}`], (error, out) => (error ? reject(error) : resolve({ stdout: out })));
+    });
+    const sendQ = stdout.trim().split(/\s+/)[2];
+    assert.equal(sendQ, '777', `ss: ${stdout}`);
+  } finally {
+    await replica.stop();
     await db.drop();
   }
 });

@@ -23,7 +23,11 @@ use axum::{
 };
 use fred::interfaces::ClientLike;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+    task::JoinHandle,
+};
 use tower::{
     Layer as _, Service, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService,
 };
@@ -57,12 +61,10 @@ pub struct Application {
 impl Application {
     /// Binds both listeners; nothing else is started.
     pub async fn bind(settings: ServeSettings) -> anyhow::Result<Self> {
-        let public = TcpListener::bind(settings.bind_addr)
-            .await
+        let public = listen(settings.bind_addr, settings.listen_backlog)
             .with_context(|| format!("cannot bind BIND_ADDR {}", settings.bind_addr))?;
-        let internal = TcpListener::bind(settings.internal_bind_addr)
-            .await
-            .with_context(|| {
+        let internal =
+            listen(settings.internal_bind_addr, INTERNAL_BACKLOG).with_context(|| {
                 format!(
                     "cannot bind INTERNAL_BIND_ADDR {}",
                     settings.internal_bind_addr
@@ -150,13 +152,18 @@ impl Application {
         let started = Instant::now();
         health.start_draining();
         let sockets = io.as_ref().map_or(0, |(live, _)| live.io.local_sockets());
-        tracing::info!(node = %node, sockets, "draining");
+        tracing::info!(
+            node = %node,
+            sockets,
+            spread_ms = settings.drain_spread.as_millis() as u64,
+            "draining"
+        );
         metrics::session_disconnects(DisconnectReason::Drain, sockets as usize);
         let drain = async {
             // Stop accepting first, so disconnected clients reconnect to other replicas.
             let _ = stop_tx.send(true);
             if let Some((live, upkeep)) = &io {
-                live.io.close().await;
+                live.io.drain(settings.drain_spread).await;
                 // No lease renewal after it is given up below.
                 upkeep.abort();
                 // This replica's drivers start their grace now, not when its lease lapses.
@@ -179,6 +186,22 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Accept queue of the internal listener: backends and probes, not client storms.
+const INTERNAL_BACKLOG: u32 = 1024;
+
+/// Binds with an accept queue of `backlog` (tokio's `TcpListener::bind` always asks for 128).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted replica binds its port again while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {

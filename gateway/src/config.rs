@@ -313,6 +313,12 @@ pub struct ServeSettings {
     pub ping_timeout: Duration,
     /// Bound on the SIGTERM drain.
     pub shutdown_grace: Duration,
+    /// Over how long the drain spreads its disconnects, so a replica's clients do not all
+    /// reconnect (and hit PostgreSQL) at the same moment. Shorter than `shutdown_grace`.
+    pub drain_spread: Duration,
+    /// Accept queue of the public listener (the kernel caps it at `net.core.somaxconn`): a burst
+    /// of connects beyond it waits a second for a SYN retransmit.
+    pub listen_backlog: u32,
     /// `driver:location` updates accepted per driver per second; the excess is RATE_LIMITED.
     pub location_rate_per_s: u32,
     /// How long a driver with no socket anywhere keeps their status before turning OFFLINE.
@@ -369,6 +375,8 @@ impl ServeSettings {
                 problem: "must be at least 1024".into(),
             });
         }
+        let shutdown_grace = src.millis("SHUTDOWN_GRACE_MS", 25_000)?;
+        let drain_spread = drain_spread(src, shutdown_grace)?;
         Ok(Self {
             bind_addr: src.parsed("BIND_ADDR", ([0, 0, 0, 0], 3000).into(), "host:port")?,
             internal_bind_addr: src.parsed(
@@ -386,7 +394,9 @@ impl ServeSettings {
             max_payload_bytes,
             ping_interval: src.millis("PING_INTERVAL_MS", 25_000)?,
             ping_timeout: src.millis("PING_TIMEOUT_MS", 20_000)?,
-            shutdown_grace: src.millis("SHUTDOWN_GRACE_MS", 25_000)?,
+            shutdown_grace,
+            drain_spread,
+            listen_backlog: positive(src, "LISTEN_BACKLOG", DEFAULT_LISTEN_BACKLOG)?,
             location_rate_per_s: positive(src, "LOCATION_RATE_PER_S", 10)?,
             presence_grace: src.millis("PRESENCE_GRACE_MS", 30_000)?,
             trip_ttl: Duration::from_secs(positive(src, "TRIP_TTL_S", 86_400)?),
@@ -399,6 +409,28 @@ impl ServeSettings {
             log: LogSettings::load(src)?,
         })
     }
+}
+
+/// The kernel's usual `net.core.somaxconn` (4096 since Linux 5.4).
+const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+
+/// `DRAIN_SPREAD_MS`: by default two fifths of the grace period (10 s of the default 25 s),
+/// leaving the rest for the listeners to close; `0` disconnects everyone at once. It must end
+/// before the grace period does.
+fn drain_spread(src: &Source, grace: Duration) -> Result<Duration, ConfigError> {
+    let default_ms = u64::try_from(grace.as_millis() * 2 / 5).unwrap_or(u64::MAX);
+    let ms: u64 = src.parsed("DRAIN_SPREAD_MS", default_ms, "a number of milliseconds")?;
+    let spread = Duration::from_millis(ms);
+    if spread >= grace {
+        return Err(ConfigError {
+            name: "DRAIN_SPREAD_MS",
+            problem: format!(
+                "must be shorter than SHUTDOWN_GRACE_MS ({} ms)",
+                grace.as_millis()
+            ),
+        });
+    }
+    Ok(spread)
 }
 
 /// A positive integer setting.
@@ -442,6 +474,8 @@ mod tests {
         assert_eq!(s.ping_interval, Duration::from_secs(25));
         assert_eq!(s.ping_timeout, Duration::from_secs(20));
         assert_eq!(s.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(s.drain_spread, Duration::from_secs(10));
+        assert_eq!(s.listen_backlog, 4096);
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.location_rate_per_s, 10);
         assert_eq!(s.presence_grace, Duration::from_secs(30));
@@ -471,6 +505,9 @@ mod tests {
             ("LOCATION_RATE_PER_S", "0"),
             ("PRESENCE_GRACE_MS", "soon"),
             ("TRIP_TTL_S", "-1"),
+            ("LISTEN_BACKLOG", "0"),
+            ("DRAIN_SPREAD_MS", "25000"),
+            ("DRAIN_SPREAD_MS", "soon"),
         ] {
             let err = serve(&[(name, value)]).expect_err(name);
             assert_eq!(err.name, name);
@@ -504,6 +541,17 @@ mod tests {
         // The values are there, only hidden.
         assert_eq!(s.jwt.secret.expose(), jwt);
         assert_eq!(s.internal_api_token.expose(), internal);
+    }
+
+    #[test]
+    fn the_drain_spread_follows_the_grace_period() {
+        let s = serve(&[("SHUTDOWN_GRACE_MS", "5000")]).expect("valid");
+        assert_eq!(s.drain_spread, Duration::from_secs(2));
+        let s = serve(&[("DRAIN_SPREAD_MS", "0")]).expect("valid: all at once");
+        assert_eq!(s.drain_spread, Duration::ZERO);
+        let err = serve(&[("SHUTDOWN_GRACE_MS", "5000"), ("DRAIN_SPREAD_MS", "6000")])
+            .expect_err("longer than the grace");
+        assert_eq!(err.name, "DRAIN_SPREAD_MS");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `loadgen`: the gateway's load generator. Scenarios: `idle` (hold connections, memory per
 //! connection), `handshakes` (throughput, or latency at a fixed rate), `locations`
 //! (`driver:location` with acks), `fanout` (cross-replica delivery), `revocations` (time from a
-//! revoke request to the client's disconnect). `seed` creates the identities they use.
+//! revoke request to the client's disconnect), `roll` (a rolling update: one replica drained
+//! under N clients). `seed` creates the identities they use.
 //! Each run prints one JSON result (and writes it with `--out`).
 
 mod client;
 mod identities;
 mod report;
+mod roll;
 mod scenarios;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -115,6 +117,25 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         server_pids: Vec<u32>,
     },
+    /// A rolling update: N drivers over --servers, SIGTERM to one replica, its clients
+    /// reconnecting to the others; reconnect times and the peak PostgreSQL query rate.
+    Roll {
+        #[arg(long, default_value_t = 6_000)]
+        count: u32,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// The public listener of the replica that is rolled (one of --servers).
+        #[arg(long)]
+        victim: SocketAddr,
+        /// Its process, sent SIGTERM once every socket is connected.
+        #[arg(long)]
+        victim_pid: u32,
+        /// Longest wait for the dropped clients to be back.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Revoke sessions through one replica while N sockets are connected.
     Revocations {
         #[arg(long, default_value_t = 10_000)]
@@ -165,6 +186,25 @@ async fn main() -> anyhow::Result<()> {
                 &server_pids,
                 Duration::from_secs(settle_secs),
                 Duration::from_secs(hold_secs),
+            )
+            .await?,
+        )?,
+        Command::Roll {
+            count,
+            concurrency,
+            victim,
+            victim_pid,
+            wait_secs,
+            database_url,
+        } => serde_json::to_value(
+            roll::roll(
+                &t,
+                count,
+                concurrency,
+                victim,
+                victim_pid,
+                Duration::from_secs(wait_secs),
+                &database_url,
             )
             .await?,
         )?,

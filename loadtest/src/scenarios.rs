@@ -31,11 +31,11 @@ pub struct Targets {
 }
 
 impl Targets {
-    fn server(&self, i: u32) -> SocketAddr {
+    pub(crate) fn server(&self, i: u32) -> SocketAddr {
         self.servers[i as usize % self.servers.len()]
     }
 
-    fn source(&self, i: u32) -> IpAddr {
+    pub(crate) fn source(&self, i: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(
             127,
             0,
@@ -49,7 +49,7 @@ impl Targets {
 pub struct Errors(BTreeMap<String, u64>);
 
 impl Errors {
-    fn add(&mut self, error: &anyhow::Error) {
+    pub(crate) fn add(&mut self, error: &anyhow::Error) {
         let key: String = format!("{error:#}").chars().take(80).collect();
         *self.0.entry(key).or_default() += 1;
     }

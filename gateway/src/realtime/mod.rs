@@ -21,7 +21,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -128,6 +128,51 @@ impl Io {
         }
     }
 
+    /// Closes this replica's connections over `spread` (SIGTERM drain): a share every tick, each
+    /// with a reason clients reconnect from, so they arrive at the other replicas (and at
+    /// PostgreSQL) over the window instead of all at once. Then closes whatever is left.
+    pub async fn drain(&self, spread: Duration) -> usize {
+        fn connections<A: Adapter>(io: &SocketIo<A>) -> Vec<SocketRef<A>> {
+            Namespace::ALL
+                .into_iter()
+                .filter_map(|ns| io.of(ns.path()))
+                .flat_map(|op| op.local().sockets())
+                .collect()
+        }
+        // Evenly: tick t closes sockets [t·n/ticks, (t+1)·n/ticks), so the last ones go in the
+        // window's last tick, however few there are.
+        async fn spread_out<A: Adapter>(sockets: Vec<SocketRef<A>>, spread: Duration) {
+            let ticks = (spread.as_millis() / DRAIN_TICK.as_millis()).max(1) as usize;
+            let n = sockets.len();
+            if n == 0 {
+                return;
+            }
+            let mut every = tokio::time::interval(DRAIN_TICK);
+            for tick in 0..ticks {
+                every.tick().await;
+                for socket in &sockets[tick * n / ticks..(tick + 1) * n / ticks] {
+                    socket.close_transport();
+                }
+            }
+        }
+        let closed = match self {
+            Io::Single(io) => {
+                let sockets = connections(io);
+                let n = sockets.len();
+                spread_out(sockets, spread).await;
+                n
+            }
+            Io::Cluster(io) => {
+                let sockets = connections(io);
+                let n = sockets.len();
+                spread_out(sockets, spread).await;
+                n
+            }
+        };
+        self.close().await;
+        closed
+    }
+
     /// Sockets connected to this replica: (drivers, passengers, admin).
     pub fn local_counts(&self) -> (u64, u64, u64) {
         fn count<A: Adapter>(io: &SocketIo<A>, ns: Namespace) -> u64 {
@@ -167,6 +212,9 @@ fn engine(settings: &ServeSettings) -> SocketIoBuilder<LocalAdapter> {
         // buffer; it grows for larger messages.
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
 }
+
+/// How often the drain closes its next share of connections.
+const DRAIN_TICK: Duration = Duration::from_millis(100);
 
 /// Initial WebSocket read buffer per connection (socketioxide's default is 4096).
 const WS_READ_BUFFER_BYTES: usize = 1024;

@@ -659,6 +659,16 @@ impl<A: Adapter> Socket<A> {
         self.esocket.data.io.get().unwrap()
     }
 
+    /// # Close the socket's underlying connection, as a server shutdown does
+    ///
+    /// Unlike [`Socket::disconnect`], the client is not told to stay away: it sees its transport
+    /// close and reconnects by itself (to another server, behind a balancer). Every namespace
+    /// the client joined over this connection is closed with it. For draining a server one
+    /// connection at a time instead of all at once with [`SocketIo::close`].
+    pub fn close_transport(&self) {
+        self.esocket.close(EIoDisconnectReason::ClosingServer);
+    }
+
     /// # Disconnect the socket from the current namespace,
     ///
     /// It will also call the disconnect handler if it is set with a [`DisconnectReason::ServerNSDisconnect`].
