@@ -7,6 +7,14 @@
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
+/// Secrets that may also come from a file: `JWT_SECRET_FILE=/run/secrets/jwt`.
+const SECRET_FILES: &[(&str, &str)] = &[
+    ("JWT_SECRET", "JWT_SECRET_FILE"),
+    ("INTERNAL_API_TOKEN", "INTERNAL_API_TOKEN_FILE"),
+    ("DATABASE_URL", "DATABASE_URL_FILE"),
+    ("REDIS_URL", "REDIS_URL_FILE"),
+];
+
 /// Looks a variable up (the process environment, or a test's map).
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;
 
@@ -46,8 +54,35 @@ impl Source {
             .filter(|v| !v.trim().is_empty())
     }
 
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or(ConfigError {
+    /// A secret: `name`, or the contents of the file `{name}_FILE` names (as containers mount
+    /// secrets; a value in a flag or the environment shows in `ps` and `/proc`). One trailing
+    /// newline is ignored. The contents are never echoed.
+    fn secret(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let file_name = SECRET_FILES
+            .iter()
+            .find(|(secret, _)| *secret == name)
+            .map(|(_, file)| *file);
+        let path = file_name.and_then(|f| self.get(f).map(|path| (f, path)));
+        match (self.get(name), path) {
+            (Some(_), Some((file, _))) => Err(ConfigError {
+                name: file,
+                problem: format!("and {name} are both set; set one"),
+            }),
+            (value, None) => Ok(value),
+            (None, Some((file, path))) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                    name: file,
+                    problem: format!("cannot read {path}: {}", e.kind()),
+                })?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                Ok(Some(text.to_owned()).filter(|t| !t.trim().is_empty()))
+            }
+        }
+    }
+
+    fn required_secret(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.secret(name)?.ok_or(ConfigError {
             name,
             problem: "is required and not set".into(),
         })
@@ -123,7 +158,7 @@ pub struct JwtSettings {
 impl JwtSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            secret: Secret::new(src.required("JWT_SECRET")?),
+            secret: Secret::new(src.required_secret("JWT_SECRET")?),
             issuer: src.get("JWT_ISSUER"),
             audience: src.get("JWT_AUDIENCE"),
         })
@@ -141,7 +176,7 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gatew
 impl DatabaseSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
         let url = src
-            .get("DATABASE_URL")
+            .secret("DATABASE_URL")?
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         // Parse now so a typo is a start-up error, not a readiness failure an hour later.
         tokio_postgres::Config::from_str(&url).map_err(|_| ConfigError {
@@ -334,7 +369,7 @@ pub struct ServeSettings {
 
 impl ServeSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let redis = match src.get("REDIS_URL") {
+        let redis = match src.secret("REDIS_URL")? {
             None => None,
             Some(url) => {
                 let url = url.trim();
@@ -388,7 +423,7 @@ impl ServeSettings {
             redis,
             redis_prefix,
             jwt: JwtSettings::load(src)?,
-            internal_api_token: Secret::new(src.required("INTERNAL_API_TOKEN")?),
+            internal_api_token: Secret::new(src.required_secret("INTERNAL_API_TOKEN")?),
             node_id: node_id.clone(),
             node_ttl: src.millis("NODE_TTL_MS", 10_000)?,
             max_payload_bytes,
@@ -541,6 +576,41 @@ mod tests {
         // The values are there, only hidden.
         assert_eq!(s.jwt.secret.expose(), jwt);
         assert_eq!(s.internal_api_token.expose(), internal);
+    }
+
+    #[test]
+    fn secrets_may_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("gw-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let jwt = dir.join("jwt");
+        std::fs::write(&jwt, "from-a-file\n").expect("write");
+        let jwt_path = jwt.to_string_lossy().into_owned();
+        let s = ServeSettings::load(&Source::from_pairs([
+            ("JWT_SECRET_FILE", jwt_path.as_str()),
+            ("INTERNAL_API_TOKEN", "t"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            s.jwt.secret.expose(),
+            "from-a-file",
+            "the trailing newline is not part of it"
+        );
+
+        let both = ServeSettings::load(&Source::from_pairs([
+            ("JWT_SECRET_FILE", jwt_path.as_str()),
+            ("JWT_SECRET", "x"),
+            ("INTERNAL_API_TOKEN", "t"),
+        ]))
+        .expect_err("both");
+        assert_eq!(both.name, "JWT_SECRET_FILE");
+        let missing = ServeSettings::load(&Source::from_pairs([
+            ("JWT_SECRET", "x"),
+            ("INTERNAL_API_TOKEN_FILE", "/nonexistent/token"),
+        ]))
+        .expect_err("unreadable");
+        assert_eq!(missing.name, "INTERNAL_API_TOKEN_FILE");
+        assert!(missing.to_string().contains("/nonexistent/token"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
