@@ -58,6 +58,10 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        // Nothing here reads OpenTelemetry's own current context (propagation goes through the
+        // tracing span), so entering a span need not attach it: that was the layer's hottest
+        // call, made on every poll of an instrumented future.
+        .with_context_activation(false)
 }
 
 /// A Redis call on a traced path: a client span named `name` (the script, or the command).
