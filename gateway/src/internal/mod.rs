@@ -83,19 +83,10 @@ pub fn router(state: InternalState) -> Router {
         .route("/livez", get(probes::livez))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(metrics::metrics))
-        .route_layer(middleware::from_fn(observe::observe))
-        .fallback(not_found)
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // After the fallback, so it is observed too (as `route="unmatched"`).
+        .layer(middleware::from_fn(observe::observe))
         .with_state(state)
-}
-
-/// No such endpoint; counted under one route label (raw paths are unbounded).
-async fn not_found() -> ApiError {
-    crate::telemetry::metrics::internal_request(
-        observe::UNMATCHED,
-        axum::http::StatusCode::NOT_FOUND.as_u16(),
-        std::time::Instant::now(),
-    );
-    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn require_bearer(

@@ -131,22 +131,20 @@ impl Io {
     /// Closes this replica's connections over `spread` (SIGTERM drain): a share every tick, each
     /// with a reason clients reconnect from, so they arrive at the other replicas (and at
     /// PostgreSQL) over the window instead of all at once. Then closes whatever is left.
-    pub async fn drain(&self, spread: Duration) -> usize {
-        fn connections<A: Adapter>(io: &SocketIo<A>) -> Vec<SocketRef<A>> {
-            Namespace::ALL
+    pub async fn drain(&self, spread: Duration) {
+        // Evenly: tick t closes sockets [t·n/ticks, (t+1)·n/ticks), so the last ones go in the
+        // window's last tick, however few there are.
+        async fn spread_out<A: Adapter>(io: &SocketIo<A>, spread: Duration) {
+            let sockets: Vec<SocketRef<A>> = Namespace::ALL
                 .into_iter()
                 .filter_map(|ns| io.of(ns.path()))
                 .flat_map(|op| op.local().sockets())
-                .collect()
-        }
-        // Evenly: tick t closes sockets [t·n/ticks, (t+1)·n/ticks), so the last ones go in the
-        // window's last tick, however few there are.
-        async fn spread_out<A: Adapter>(sockets: Vec<SocketRef<A>>, spread: Duration) {
-            let ticks = (spread.as_millis() / DRAIN_TICK.as_millis()).max(1) as usize;
+                .collect();
             let n = sockets.len();
             if n == 0 {
                 return;
             }
+            let ticks = (spread.as_millis() / DRAIN_TICK.as_millis()).max(1) as usize;
             let mut every = tokio::time::interval(DRAIN_TICK);
             for tick in 0..ticks {
                 every.tick().await;
@@ -155,22 +153,11 @@ impl Io {
                 }
             }
         }
-        let closed = match self {
-            Io::Single(io) => {
-                let sockets = connections(io);
-                let n = sockets.len();
-                spread_out(sockets, spread).await;
-                n
-            }
-            Io::Cluster(io) => {
-                let sockets = connections(io);
-                let n = sockets.len();
-                spread_out(sockets, spread).await;
-                n
-            }
-        };
+        match self {
+            Io::Single(io) => spread_out(io, spread).await,
+            Io::Cluster(io) => spread_out(io, spread).await,
+        }
         self.close().await;
-        closed
     }
 
     /// Sockets connected to this replica: (drivers, passengers, admin).
