@@ -209,6 +209,8 @@ def test_schema_accepts_every_ci_values_file(variant):
         ({"settings": {"JWT_SECRET": "plain"}}, "JWT_SECRET"),
         ({"settings": {"BIND_ADDR": "0.0.0.0:80"}}, "BIND_ADDR"),
         ({"settings": {"rust_log": "debug"}}, "rust_log"),
+        # Only the settings gateway/src/settings.rs lists: a typo is refused, not ignored.
+        ({"settings": {"SHUTDOWN_GRACE": "25000"}}, "SHUTDOWN_GRACE"),
         ({"preStopSleepSeconds": "5"}, "/preStopSleepSeconds"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use uuid::Uuid;
+
+use crate::settings::{self, Kind, Setting};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +31,8 @@ pub enum Command {
     /// Ask this host's replica whether it is alive (container health checks): exits 0 when
     /// `GET <path>` on the internal listener answers 200, 1 otherwise.
     Probe(ProbeArgs),
+    /// Print every setting (variable, flag, default, meaning) as the README's Markdown table.
+    Settings,
 }
 
 #[derive(Debug, Args)]
@@ -57,81 +61,96 @@ pub struct TokenArgs {
     pub ttl_secs: u64,
 }
 
-/// Every setting as a flag; unset flags fall back to the environment variable.
-#[derive(Debug, Args, Default)]
+/// Every setting of [`settings::ALL`] as a global flag (`--bind-addr`), except those the
+/// OpenTelemetry SDK reads from the environment itself; unset flags fall back to the variable.
+#[derive(Debug, Default)]
 pub struct SettingFlags {
-    #[arg(long, global = true, value_name = "HOST:PORT")]
-    bind_addr: Option<String>,
-    #[arg(long, global = true, value_name = "HOST:PORT")]
-    internal_bind_addr: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    database_url: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    redis_url: Option<String>,
-    #[arg(long, global = true)]
-    redis_prefix: Option<String>,
-    #[arg(long, global = true)]
-    jwt_secret: Option<String>,
-    #[arg(long, global = true)]
-    jwt_issuer: Option<String>,
-    #[arg(long, global = true)]
-    jwt_audience: Option<String>,
-    #[arg(long, global = true)]
-    internal_api_token: Option<String>,
-    #[arg(long, global = true)]
-    node_id: Option<String>,
-    #[arg(long, global = true)]
-    node_ttl_ms: Option<String>,
-    #[arg(long, global = true)]
-    max_payload_bytes: Option<String>,
-    #[arg(long, global = true)]
-    ping_interval_ms: Option<String>,
-    #[arg(long, global = true)]
-    ping_timeout_ms: Option<String>,
-    #[arg(long, global = true)]
-    shutdown_grace_ms: Option<String>,
-    #[arg(long, global = true)]
-    location_rate_per_s: Option<String>,
-    #[arg(long, global = true)]
-    presence_grace_ms: Option<String>,
-    #[arg(long, global = true)]
-    trip_ttl_s: Option<String>,
-    #[arg(long, global = true)]
-    location_stream_maxlen: Option<String>,
-    #[arg(long, global = true, value_name = "FILTER")]
-    rust_log: Option<String>,
-    #[arg(long, global = true, value_name = "json|pretty")]
-    log_format: Option<String>,
+    given: HashMap<&'static str, String>,
 }
 
 impl SettingFlags {
     /// The flags that were given, keyed by the variable of the same meaning.
     pub fn into_map(self) -> HashMap<&'static str, String> {
-        [
-            ("BIND_ADDR", self.bind_addr),
-            ("INTERNAL_BIND_ADDR", self.internal_bind_addr),
-            ("DATABASE_URL", self.database_url),
-            ("REDIS_URL", self.redis_url),
-            ("REDIS_PREFIX", self.redis_prefix),
-            ("JWT_SECRET", self.jwt_secret),
-            ("JWT_ISSUER", self.jwt_issuer),
-            ("JWT_AUDIENCE", self.jwt_audience),
-            ("INTERNAL_API_TOKEN", self.internal_api_token),
-            ("NODE_ID", self.node_id),
-            ("NODE_TTL_MS", self.node_ttl_ms),
-            ("MAX_PAYLOAD_BYTES", self.max_payload_bytes),
-            ("PING_INTERVAL_MS", self.ping_interval_ms),
-            ("PING_TIMEOUT_MS", self.ping_timeout_ms),
-            ("SHUTDOWN_GRACE_MS", self.shutdown_grace_ms),
-            ("LOCATION_RATE_PER_S", self.location_rate_per_s),
-            ("PRESENCE_GRACE_MS", self.presence_grace_ms),
-            ("TRIP_TTL_S", self.trip_ttl_s),
-            ("LOCATION_STREAM_MAXLEN", self.location_stream_maxlen),
-            ("RUST_LOG", self.rust_log),
-            ("LOG_FORMAT", self.log_format),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
-        .collect()
+        self.given
+    }
+
+    fn flagged() -> impl Iterator<Item = &'static Setting> {
+        settings::ALL.iter().filter(|s| s.kind != Kind::Otel)
+    }
+}
+
+impl Args for SettingFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for setting in Self::flagged() {
+            let first_line = setting.doc.split(". ").next().unwrap_or(setting.doc);
+            cmd = cmd.arg(
+                Arg::new(setting.name)
+                    .long(setting.flag())
+                    .global(true)
+                    .value_name("VALUE")
+                    .help(format!(
+                        "{} [env: {}]",
+                        first_line.replace('`', ""),
+                        setting.name
+                    )),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for SettingFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Self::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for setting in Self::flagged() {
+            if let Some(value) = matches.get_one::<String>(setting.name) {
+                self.given.insert(setting.name, value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_but_the_sdks_is_a_flag_of_the_same_meaning() {
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "migrate",
+            "--drain-spread-ms",
+            "7",
+            "--jwt-secret",
+            "k",
+        ])
+        .expect("flags after the subcommand are accepted");
+        let map = cli.settings.into_map();
+        assert_eq!(map.get("DRAIN_SPREAD_MS").map(String::as_str), Some("7"));
+        assert_eq!(map.get("JWT_SECRET").map(String::as_str), Some("k"));
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for setting in settings::ALL {
+            let flag = cmd.get_arguments().find(|a| a.get_id() == setting.name);
+            match setting.kind {
+                Kind::Otel => assert!(flag.is_none(), "{} has a flag", setting.name),
+                _ => assert_eq!(
+                    flag.and_then(|a| a.get_long()),
+                    Some(setting.flag().as_str()),
+                    "{}",
+                    setting.name
+                ),
+            }
+        }
+        assert!(Cli::try_parse_from(["gateway", "--otel-service-name", "x"]).is_err());
     }
 }

@@ -7,13 +7,7 @@
 
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-/// Secrets that may also come from a file: `JWT_SECRET_FILE=/run/secrets/jwt`.
-const SECRET_FILES: &[(&str, &str)] = &[
-    ("JWT_SECRET", "JWT_SECRET_FILE"),
-    ("INTERNAL_API_TOKEN", "INTERNAL_API_TOKEN_FILE"),
-    ("DATABASE_URL", "DATABASE_URL_FILE"),
-    ("REDIS_URL", "REDIS_URL_FILE"),
-];
+use crate::settings::{self, Fallback, Setting};
 
 /// Looks a variable up (the process environment, or a test's map).
 type Lookup = Box<dyn Fn(&str) -> Option<String>>;
@@ -54,20 +48,20 @@ impl Source {
             .filter(|v| !v.trim().is_empty())
     }
 
-    /// A secret: `name`, or the contents of the file `{name}_FILE` names (as containers mount
-    /// secrets; a value in a flag or the environment shows in `ps` and `/proc`). One trailing
-    /// newline is ignored. The contents are never echoed.
-    fn secret(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
-        let file_name = SECRET_FILES
-            .iter()
-            .find(|(secret, _)| *secret == name)
-            .map(|(_, file)| *file);
-        let path = file_name.and_then(|f| self.get(f).map(|path| (f, path)));
+    /// A secret: its variable, or the contents of the file `{name}_FILE` names (as containers
+    /// mount secrets; a value in a flag or the environment shows in `ps` and `/proc`). One
+    /// trailing newline is ignored. The contents are never echoed.
+    fn secret(&self, setting: &'static Setting) -> Result<Option<String>, ConfigError> {
+        let name = setting.name;
+        let path = setting
+            .file
+            .and_then(|file| self.get(file).map(|path| (file, path)));
         match (self.get(name), path) {
             (Some(_), Some((file, _))) => Err(ConfigError {
                 name: file,
                 problem: format!("and {name} are both set; set one"),
             }),
+            (None, None) => Ok(default_text(setting).map(str::to_owned)),
             (value, None) => Ok(value),
             (None, Some((file, path))) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
@@ -81,37 +75,64 @@ impl Source {
         }
     }
 
-    fn required_secret(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.secret(name)?.ok_or(ConfigError {
-            name,
+    fn required_secret(&self, setting: &'static Setting) -> Result<String, ConfigError> {
+        self.secret(setting)?.ok_or(ConfigError {
+            name: setting.name,
             problem: "is required and not set".into(),
         })
     }
 
-    fn parsed<T: FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
-                name,
-                problem: format!("expected {expected}, got {raw:?}"),
-            }),
-        }
+    /// The setting's value, or its default value from the table; `None` when neither.
+    fn value(&self, setting: &Setting) -> Option<String> {
+        self.get(setting.name)
+            .or_else(|| default_text(setting).map(str::to_owned))
     }
 
-    fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-        let ms = self.parsed(name, default_ms, "a positive number of milliseconds")?;
+    /// The setting parsed; `None` when it is unset and has no default value.
+    fn parsed_opt<T: FromStr>(
+        &self,
+        setting: &'static Setting,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.value(setting)
+            .map(|raw| {
+                raw.trim().parse().map_err(|_| ConfigError {
+                    name: setting.name,
+                    problem: format!("expected {expected}, got {raw:?}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The setting parsed, falling back on its default value from the table.
+    fn parsed<T: FromStr>(
+        &self,
+        setting: &'static Setting,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        self.parsed_opt(setting, expected)?.ok_or(ConfigError {
+            name: setting.name,
+            problem: "is required and not set".into(),
+        })
+    }
+
+    fn millis(&self, setting: &'static Setting) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parsed(setting, "a positive number of milliseconds")?;
         if ms == 0 {
             return Err(ConfigError {
-                name,
+                name: setting.name,
                 problem: "must be greater than 0".into(),
             });
         }
         Ok(Duration::from_millis(ms))
+    }
+}
+
+/// The default value the table gives a setting, if it gives one.
+fn default_text(setting: &Setting) -> Option<&'static str> {
+    match setting.default {
+        Fallback::Value(v) => Some(v),
+        Fallback::Derived(_) | Fallback::Unset | Fallback::Required => None,
     }
 }
 
@@ -158,9 +179,9 @@ pub struct JwtSettings {
 impl JwtSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            secret: Secret::new(src.required_secret("JWT_SECRET")?),
-            issuer: src.get("JWT_ISSUER"),
-            audience: src.get("JWT_AUDIENCE"),
+            secret: Secret::new(src.required_secret(&settings::JWT_SECRET)?),
+            issuer: src.value(&settings::JWT_ISSUER),
+            audience: src.value(&settings::JWT_AUDIENCE),
         })
     }
 }
@@ -171,16 +192,12 @@ pub struct DatabaseSettings {
     pub url: Secret,
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/gateway";
-
 impl DatabaseSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let url = src
-            .secret("DATABASE_URL")?
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let url = src.required_secret(&settings::DATABASE_URL)?;
         // Parse now so a typo is a start-up error, not a readiness failure an hour later.
         tokio_postgres::Config::from_str(&url).map_err(|_| ConfigError {
-            name: "DATABASE_URL",
+            name: settings::DATABASE_URL.name,
             problem: "is not a valid postgres:// URL".into(),
         })?;
         Ok(Self {
@@ -211,19 +228,19 @@ pub struct LogSettings {
 
 impl LogSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let filter = src.get("RUST_LOG").unwrap_or_else(|| "info".into());
+        let filter = src.parsed::<String>(&settings::RUST_LOG, "a log filter")?;
         if tracing_subscriber::EnvFilter::try_new(&filter).is_err() {
             return Err(ConfigError {
-                name: "RUST_LOG",
+                name: settings::RUST_LOG.name,
                 problem: format!("is not a valid log filter: {filter:?}"),
             });
         }
-        let format = match src.get("LOG_FORMAT").as_deref().map(str::trim) {
+        let format = match src.value(&settings::LOG_FORMAT).as_deref().map(str::trim) {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
                 return Err(ConfigError {
-                    name: "LOG_FORMAT",
+                    name: settings::LOG_FORMAT.name,
                     problem: format!("expected json or pretty, got {other:?}"),
                 });
             }
@@ -241,11 +258,8 @@ pub struct ProbeSettings {
 
 impl ProbeSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let mut internal_addr: SocketAddr = src.parsed(
-            "INTERNAL_BIND_ADDR",
-            ([0, 0, 0, 0], 9000).into(),
-            "host:port",
-        )?;
+        let mut internal_addr: SocketAddr =
+            src.parsed(&settings::INTERNAL_BIND_ADDR, "host:port")?;
         if internal_addr.ip().is_unspecified() {
             internal_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
@@ -276,11 +290,11 @@ pub struct TraceSettings {
 impl TraceSettings {
     pub fn load(src: &Source, node_id: &str) -> Result<Option<Self>, ConfigError> {
         let endpoint = [
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &settings::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            &settings::OTEL_EXPORTER_OTLP_ENDPOINT,
         ]
         .into_iter()
-        .find_map(|name| src.get(name).map(|value| (name, value)));
+        .find_map(|s| src.get(s.name).map(|value| (s.name, value)));
         let Some((name, endpoint)) = endpoint else {
             return Ok(None);
         };
@@ -293,11 +307,11 @@ impl TraceSettings {
             });
         }
         let protocol = [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            &settings::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            &settings::OTEL_EXPORTER_OTLP_PROTOCOL,
         ]
         .into_iter()
-        .find_map(|name| src.get(name).map(|value| (name, value)));
+        .find_map(|s| src.get(s.name).map(|value| (s.name, value)));
         let protocol = match protocol {
             None => OtlpProtocol::HttpProtobuf,
             Some((_, p)) if p.trim() == "http/protobuf" => OtlpProtocol::HttpProtobuf,
@@ -309,12 +323,14 @@ impl TraceSettings {
                 });
             }
         };
-        let default_service_name = src.get("OTEL_SERVICE_NAME").is_none()
-            && !src.get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attrs| {
-                attrs
-                    .split(',')
-                    .any(|kv| kv.trim().starts_with("service.name="))
-            });
+        let default_service_name = src.get(settings::OTEL_SERVICE_NAME.name).is_none()
+            && !src
+                .get(settings::OTEL_RESOURCE_ATTRIBUTES.name)
+                .is_some_and(|attrs| {
+                    attrs
+                        .split(',')
+                        .any(|kv| kv.trim().starts_with("service.name="))
+                });
         Ok(Some(Self {
             protocol,
             node_id: node_id.to_owned(),
@@ -369,14 +385,14 @@ pub struct ServeSettings {
 
 impl ServeSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let redis = match src.secret("REDIS_URL")? {
+        let redis = match src.secret(&settings::REDIS_URL)? {
             None => None,
             Some(url) => {
                 let url = url.trim();
                 let scheme_ok = url.starts_with("redis://") || url.starts_with("redis+unix://");
                 if !scheme_ok || fred::prelude::Config::from_url(url).is_err() {
                     return Err(ConfigError {
-                        name: "REDIS_URL",
+                        name: settings::REDIS_URL.name,
                         problem: "is not a valid redis:// URL".into(),
                     });
                 }
@@ -385,15 +401,15 @@ impl ServeSettings {
                 })
             }
         };
-        let redis_prefix = src.get("REDIS_PREFIX").unwrap_or_else(|| "gateway".into());
+        let redis_prefix: String = src.parsed(&settings::REDIS_PREFIX, "a prefix")?;
         if redis_prefix.chars().any(|c| c.is_whitespace() || c == '#') {
             return Err(ConfigError {
-                name: "REDIS_PREFIX",
+                name: settings::REDIS_PREFIX.name,
                 problem: "must not contain whitespace or '#'".into(),
             });
         }
         let node_id = src
-            .get("NODE_ID")
+            .get(settings::NODE_ID.name)
             .or_else(|| src.get("HOSTNAME"))
             .or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -403,62 +419,54 @@ impl ServeSettings {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "gateway".into());
         let max_payload_bytes: u64 =
-            src.parsed("MAX_PAYLOAD_BYTES", 100_000, "a number of bytes")?;
+            src.parsed(&settings::MAX_PAYLOAD_BYTES, "a number of bytes")?;
         if max_payload_bytes < 1024 {
             return Err(ConfigError {
-                name: "MAX_PAYLOAD_BYTES",
+                name: settings::MAX_PAYLOAD_BYTES.name,
                 problem: "must be at least 1024".into(),
             });
         }
-        let shutdown_grace = src.millis("SHUTDOWN_GRACE_MS", 25_000)?;
+        let shutdown_grace = src.millis(&settings::SHUTDOWN_GRACE_MS)?;
         let drain_spread = drain_spread(src, shutdown_grace)?;
         Ok(Self {
-            bind_addr: src.parsed("BIND_ADDR", ([0, 0, 0, 0], 3000).into(), "host:port")?,
-            internal_bind_addr: src.parsed(
-                "INTERNAL_BIND_ADDR",
-                ([0, 0, 0, 0], 9000).into(),
-                "host:port",
-            )?,
+            bind_addr: src.parsed(&settings::BIND_ADDR, "host:port")?,
+            internal_bind_addr: src.parsed(&settings::INTERNAL_BIND_ADDR, "host:port")?,
             database: DatabaseSettings::load(src)?,
             redis,
             redis_prefix,
             jwt: JwtSettings::load(src)?,
-            internal_api_token: Secret::new(src.required_secret("INTERNAL_API_TOKEN")?),
+            internal_api_token: Secret::new(src.required_secret(&settings::INTERNAL_API_TOKEN)?),
             node_id: node_id.clone(),
-            node_ttl: src.millis("NODE_TTL_MS", 10_000)?,
+            node_ttl: src.millis(&settings::NODE_TTL_MS)?,
             max_payload_bytes,
-            ping_interval: src.millis("PING_INTERVAL_MS", 25_000)?,
-            ping_timeout: src.millis("PING_TIMEOUT_MS", 20_000)?,
+            ping_interval: src.millis(&settings::PING_INTERVAL_MS)?,
+            ping_timeout: src.millis(&settings::PING_TIMEOUT_MS)?,
             shutdown_grace,
             drain_spread,
-            listen_backlog: positive(src, "LISTEN_BACKLOG", DEFAULT_LISTEN_BACKLOG)?,
-            location_rate_per_s: positive(src, "LOCATION_RATE_PER_S", 10)?,
-            presence_grace: src.millis("PRESENCE_GRACE_MS", 30_000)?,
-            trip_ttl: Duration::from_secs(positive(src, "TRIP_TTL_S", 86_400)?),
-            location_stream_maxlen: src.parsed(
-                "LOCATION_STREAM_MAXLEN",
-                100_000,
-                "a number of entries",
-            )?,
+            listen_backlog: positive(src, &settings::LISTEN_BACKLOG)?,
+            location_rate_per_s: positive(src, &settings::LOCATION_RATE_PER_S)?,
+            presence_grace: src.millis(&settings::PRESENCE_GRACE_MS)?,
+            trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),
+            location_stream_maxlen: src
+                .parsed(&settings::LOCATION_STREAM_MAXLEN, "a number of entries")?,
             traces: TraceSettings::load(src, &node_id)?,
             log: LogSettings::load(src)?,
         })
     }
 }
 
-/// The kernel's usual `net.core.somaxconn` (4096 since Linux 5.4).
-const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
-
 /// `DRAIN_SPREAD_MS`: by default two fifths of the grace period (10 s of the default 25 s),
 /// leaving the rest for the listeners to close; `0` disconnects everyone at once. It must end
 /// before the grace period does.
 fn drain_spread(src: &Source, grace: Duration) -> Result<Duration, ConfigError> {
     let default_ms = u64::try_from(grace.as_millis() * 2 / 5).unwrap_or(u64::MAX);
-    let ms: u64 = src.parsed("DRAIN_SPREAD_MS", default_ms, "a number of milliseconds")?;
+    let ms: u64 = src
+        .parsed_opt(&settings::DRAIN_SPREAD_MS, "a number of milliseconds")?
+        .unwrap_or(default_ms);
     let spread = Duration::from_millis(ms);
     if spread >= grace {
         return Err(ConfigError {
-            name: "DRAIN_SPREAD_MS",
+            name: settings::DRAIN_SPREAD_MS.name,
             problem: format!(
                 "must be shorter than SHUTDOWN_GRACE_MS ({} ms)",
                 grace.as_millis()
@@ -471,13 +479,12 @@ fn drain_spread(src: &Source, grace: Duration) -> Result<Duration, ConfigError> 
 /// A positive integer setting.
 fn positive<T: FromStr + Default + PartialOrd>(
     src: &Source,
-    name: &'static str,
-    default: T,
+    setting: &'static Setting,
 ) -> Result<T, ConfigError> {
-    let value = src.parsed(name, default, "a positive integer")?;
+    let value = src.parsed(setting, "a positive integer")?;
     if value <= T::default() {
         return Err(ConfigError {
-            name,
+            name: setting.name,
             problem: "must be greater than 0".into(),
         });
     }
@@ -501,7 +508,10 @@ mod tests {
         let s = serve(&[("NODE_ID", "n1")]).expect("valid");
         assert_eq!(s.bind_addr.to_string(), "0.0.0.0:3000");
         assert_eq!(s.internal_bind_addr.to_string(), "0.0.0.0:9000");
-        assert_eq!(s.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(
+            s.database.url.expose(),
+            "postgres://postgres@127.0.0.1:5432/gateway"
+        );
         assert!(s.redis.is_none());
         assert_eq!(s.redis_prefix, "gateway");
         assert_eq!(s.node_ttl, Duration::from_secs(10));
@@ -680,5 +690,50 @@ mod tests {
             ServeSettings::load(&src).expect("valid").node_id,
             "from-flag"
         );
+    }
+
+    /// The settings table and what the loaders read cannot drift apart: every variable a
+    /// loader reads is in the table (or is a secret's file, or the host name), and every
+    /// setting the gateway reads itself is read by some loader.
+    #[test]
+    fn the_loaders_read_exactly_the_settings_table() {
+        let read = std::rc::Rc::new(std::cell::RefCell::new(std::collections::BTreeSet::new()));
+        let seen = read.clone();
+        let src = Source {
+            flags: HashMap::new(),
+            env: Box::new(move |name| {
+                seen.borrow_mut().insert(name.to_owned());
+                match name {
+                    "JWT_SECRET" | "INTERNAL_API_TOKEN" => Some("x".into()),
+                    "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://c:4318".into()),
+                    _ => None,
+                }
+            }),
+        };
+        ServeSettings::load(&src).expect("valid");
+        ProbeSettings::load(&src).expect("valid");
+        let read = read.borrow();
+        for name in read.iter() {
+            let known = settings::named(name).is_some()
+                || settings::ALL.iter().any(|s| s.file == Some(name.as_str()))
+                || name == "HOSTNAME";
+            assert!(known, "{name} is read but not in settings::ALL");
+        }
+        for setting in settings::ALL {
+            let sdk_only = setting.kind == settings::Kind::Otel;
+            assert!(
+                sdk_only || read.contains(setting.name),
+                "{} is in settings::ALL but no loader reads it",
+                setting.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_default_value_parses() {
+        // An empty source: every setting takes the table's default.
+        let s = serve(&[]).expect("the defaults are valid");
+        assert_eq!(s.listen_backlog, 4096);
+        assert_eq!(s.log.filter, "info");
     }
 }

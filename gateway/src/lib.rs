@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - [`config`]: typed settings from flags and environment, validated before anything binds.
-//! - [`cli`]: subcommands (`serve`, `migrate`, `token`) and one flag per setting.
+//! - [`settings`]: every setting defined once (name, default, doc): the source of the flags,
+//!   the defaults, the README table and the chart's accepted names.
+//! - [`cli`]: subcommands (`serve`, `migrate`, `token`, `probe`, `settings`) and one flag per
+//!   setting.
 //! - [`app`]: one replica's life: bind, start, serve, drain on SIGTERM.
 //! - [`auth`]: access-token verification and the handshake's steps; the one place that words
 //!   `connect_error` messages.
@@ -25,6 +28,7 @@ pub mod health;
 pub mod internal;
 pub mod realtime;
 pub mod request_head;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod telemetry;

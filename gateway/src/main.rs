@@ -43,6 +43,10 @@ async fn main() -> ExitCode {
         Command::Migrate => run_migrate(&source).await,
         Command::Token(args) => token(&source, &args),
         Command::Probe(args) => probe(&source, &args).await,
+        Command::Settings => {
+            print!("{}", gateway::settings::markdown_table());
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
