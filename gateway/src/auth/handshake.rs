@@ -86,6 +86,7 @@ impl Gatekeeper {
         &self.node
     }
 
+    /// The whole handshake: the token (step 1), then [`Self::verify`] and [`Self::identify`].
     pub async fn admit(
         &self,
         ns: Namespace,
@@ -94,7 +95,13 @@ impl Gatekeeper {
     ) -> Result<Identity, HandshakeError> {
         // 1. token
         let token = token_from(auth, headers).ok_or(HandshakeError::MissingToken)?;
-        // 2. signature, algorithm, expiry
+        let claims = self.verify(token)?;
+        self.identify(ns, claims).await
+    }
+
+    /// Steps 2 and 3: signature, algorithm, expiry, then `sub` and `sid`. No I/O: shared by the
+    /// handshake and an in-band refresh.
+    pub fn verify(&self, token: &str) -> Result<TokenClaims, HandshakeError> {
         let verify = tracing::info_span!("jwt.verify", gateway.outcome = Empty);
         let claims = verify.in_scope(|| self.verifier.verify(token));
         verify.record(
@@ -109,13 +116,20 @@ impl Gatekeeper {
             TokenError::Invalid => HandshakeError::InvalidToken,
             TokenError::Expired => HandshakeError::AccessExpired,
         })?;
-        // 3. claims
         let (Some(Value::String(sub)), Some(Value::String(sid))) = (claims.sub, claims.sid) else {
             return Err(HandshakeError::MissingSubOrSid);
         };
+        Ok(TokenClaims { sub, sid })
+    }
+
+    /// Steps 4 to 8: the user and the session, in one round trip to the database.
+    pub async fn identify(
+        &self,
+        ns: Namespace,
+        claims: TokenClaims,
+    ) -> Result<Identity, HandshakeError> {
         // 4. a `sub` that is no UUID names no user: no need to ask the database.
-        let user_id = Uuid::parse_str(&sub).map_err(|_| HandshakeError::UserNotFound)?;
-        // 4.-8. one round trip for the user and the session.
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| HandshakeError::UserNotFound)?;
         let query = tracing::info_span!(
             "SELECT users",
             otel.kind = "client",
@@ -125,12 +139,21 @@ impl Gatekeeper {
         );
         let row = self
             .store
-            .identity(user_id, &sid)
+            .identity(user_id, &claims.sid)
             .instrument(query)
             .await
             .map_err(HandshakeError::Unavailable)?;
-        decide(ns, user_id, sid, row)
+        decide(ns, user_id, claims.sid, row)
     }
+}
+
+/// What a verified token says (steps 2 and 3 passed): who, and which session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The `sub` claim: a user id, not yet looked up.
+    pub sub: String,
+    /// The `sid` claim (`sessions.jti`).
+    pub sid: String,
 }
 
 /// Step 1: `auth.token` when it is a non-empty string, else `Authorization: Bearer <token>`.
