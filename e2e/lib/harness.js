@@ -220,6 +220,17 @@ export function connectError(socket) {
   });
 }
 
+/**
+ * Resolves as `promise` does, or rejects after `ms` with an error naming `what` was awaited.
+ */
+export function within(promise, ms, what) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 /** Resolves with the disconnect reason. */
 export function disconnected(socket) {
   return new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)));

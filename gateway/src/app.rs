@@ -39,7 +39,9 @@ use crate::{
     health::Health,
     internal::{self, InternalState, Live},
     realtime::{
-        Io, Layer, Services, presence,
+        Io, Layer, Services,
+        expiry::{self, Deadlines},
+        presence, revalidate,
         sessions::{SessionEvents, auth_events_channel},
     },
     request_head::detach_from_read_buffer,
@@ -106,7 +108,12 @@ impl Application {
         metrics::install();
         let store = PgStore::new(&settings.database).context("cannot set up the database pool")?;
         let health = Arc::new(Health::new(store.clone()));
-        let gate = Gatekeeper::new(TokenVerifier::new(&settings.jwt), store, node.clone());
+        let gate = Gatekeeper::new(
+            TokenVerifier::new(&settings.jwt),
+            store.clone(),
+            node.clone(),
+        );
+        let deadlines = Arc::new(Deadlines::new(settings.lifetime.refresh_lead));
         let live = Arc::new(OnceLock::new());
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -129,8 +136,17 @@ impl Application {
 
         tokio::pin!(shutdown);
         let io = tokio::select! {
-            started = start_socketio(&settings, gate, &health) => {
+            started = start_socketio(&settings, gate, deadlines.clone(), &health) => {
                 let (app, started) = started?;
+                tokio::spawn(expiry::sweep(started.io.clone(), deadlines));
+                if let Some(every) = settings.lifetime.revalidate_every {
+                    tokio::spawn(revalidate::run(
+                        started.io.clone(),
+                        store,
+                        started.sessions.clone(),
+                        every,
+                    ));
+                }
                 let upkeep = presence::spawn_upkeep(
                     started.io.clone(),
                     started.state.clone(),
@@ -299,11 +315,17 @@ fn state_settings(settings: &ServeSettings) -> StateSettings {
 async fn start_socketio(
     settings: &ServeSettings,
     gate: Gatekeeper,
+    deadlines: Arc<Deadlines>,
     health: &Health,
 ) -> anyhow::Result<(SocketService, Live)> {
     let Some(redis) = &settings.redis else {
         let state: Arc<dyn StateEngine> = Arc::new(MemoryState::new(state_settings(settings)));
-        let services = Arc::new(Services::new(gate, state.clone()));
+        let services = Arc::new(Services::new(
+            gate,
+            state.clone(),
+            settings.lifetime,
+            deadlines,
+        ));
         let (layer, io) = Io::single(settings, services);
         let sessions = Arc::new(SessionEvents::new(io.clone(), None));
         return Ok((
@@ -342,7 +364,12 @@ async fn start_socketio(
         .release_lease()
         .await
         .context("cannot reach the cluster state")?;
-    let services = Arc::new(Services::new(gate, state.clone()));
+    let services = Arc::new(Services::new(
+        gate,
+        state.clone(),
+        settings.lifetime,
+        deadlines,
+    ));
     let (layer, io) = Io::cluster(settings, services, adapter).await?;
     clients
         .auth_events

@@ -378,6 +378,8 @@ pub struct ServeSettings {
     pub trip_ttl: Duration,
     /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
     pub location_stream_maxlen: u64,
+    /// What happens to a socket after its handshake (`../shared/spec/lifecycle.md`).
+    pub lifetime: LifetimeSettings,
     /// OTLP trace export; `None` when no endpoint is set (nothing exported).
     pub traces: Option<TraceSettings>,
     pub log: LogSettings,
@@ -449,8 +451,39 @@ impl ServeSettings {
             trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),
             location_stream_maxlen: src
                 .parsed(&settings::LOCATION_STREAM_MAXLEN, "a number of entries")?,
+            lifetime: LifetimeSettings::load(src)?,
             traces: TraceSettings::load(src, &node_id)?,
             log: LogSettings::load(src)?,
+        })
+    }
+}
+
+/// A session after its handshake: expiry, re-validation, per-user limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifetimeSettings {
+    /// How long before its expiry a socket is warned (`auth:token_expiring`).
+    pub refresh_lead: Duration,
+    /// How often sessions are re-checked in PostgreSQL; `None`: never.
+    pub revalidate_every: Option<Duration>,
+    /// Sockets per user and namespace, cluster-wide; `0`: no limit.
+    pub max_sockets_per_user: u32,
+    /// Handshakes per user per `handshake_window`, cluster-wide; `0`: no limit.
+    pub handshake_rate: u32,
+    pub handshake_window: Duration,
+}
+
+impl LifetimeSettings {
+    pub fn load(src: &Source) -> Result<Self, ConfigError> {
+        let count = "a number (0: off)";
+        let revalidate_ms: u64 = src.parsed(&settings::SESSION_REVALIDATE_MS, count)?;
+        Ok(Self {
+            refresh_lead: Duration::from_millis(
+                src.parsed(&settings::TOKEN_REFRESH_LEAD_MS, "a number of milliseconds")?,
+            ),
+            revalidate_every: (revalidate_ms > 0).then(|| Duration::from_millis(revalidate_ms)),
+            max_sockets_per_user: src.parsed(&settings::MAX_SOCKETS_PER_USER, count)?,
+            handshake_rate: src.parsed(&settings::HANDSHAKE_RATE_PER_USER, count)?,
+            handshake_window: src.millis(&settings::HANDSHAKE_RATE_WINDOW_MS)?,
         })
     }
 }
@@ -525,6 +558,25 @@ mod tests {
         assert_eq!(s.location_rate_per_s, 10);
         assert_eq!(s.presence_grace, Duration::from_secs(30));
         assert_eq!(s.trip_ttl, Duration::from_secs(86_400));
+        assert_eq!(
+            s.lifetime,
+            LifetimeSettings {
+                refresh_lead: Duration::from_secs(60),
+                revalidate_every: Some(Duration::from_secs(60)),
+                max_sockets_per_user: 5,
+                handshake_rate: 10,
+                handshake_window: Duration::from_secs(10),
+            }
+        );
+        let off = serve(&[
+            ("SESSION_REVALIDATE_MS", "0"),
+            ("MAX_SOCKETS_PER_USER", "0"),
+            ("HANDSHAKE_RATE_PER_USER", "0"),
+        ])
+        .expect("0 turns them off");
+        assert_eq!(off.lifetime.revalidate_every, None);
+        assert_eq!(off.lifetime.max_sockets_per_user, 0);
+        assert_eq!(off.lifetime.handshake_rate, 0);
     }
 
     #[test]
@@ -553,6 +605,11 @@ mod tests {
             ("LISTEN_BACKLOG", "0"),
             ("DRAIN_SPREAD_MS", "25000"),
             ("DRAIN_SPREAD_MS", "soon"),
+            ("TOKEN_REFRESH_LEAD_MS", "-1"),
+            ("SESSION_REVALIDATE_MS", "often"),
+            ("MAX_SOCKETS_PER_USER", "-5"),
+            ("HANDSHAKE_RATE_PER_USER", "1.5"),
+            ("HANDSHAKE_RATE_WINDOW_MS", "0"),
         ] {
             let err = serve(&[(name, value)]).expect_err(name);
             assert_eq!(err.name, name);

@@ -11,11 +11,14 @@ use axum::{
     http::{HeaderMap, HeaderValue, Uri},
 };
 
-/// The same request, its URI and header values in allocations of their own.
+/// The same request, its URI and header values in allocations of their own, and a count of
+/// the CONNECTs refused on the connection it may open (Engine.IO keeps this head).
 pub fn detach_from_read_buffer(request: Request) -> Request {
     let (mut head, body) = request.into_parts();
     head.uri = copied_uri(&head.uri);
     head.headers = copied_headers(&head.headers);
+    head.extensions
+        .insert(crate::realtime::limits::RefusedConnects::default());
     Request::from_parts(head, body)
 }
 

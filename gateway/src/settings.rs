@@ -122,6 +122,16 @@ settings! {
         "the drain closes its connections evenly over this window (each with a reason clients reconnect from) so they do not all reconnect at once; `0`: all at once; must be shorter than `SHUTDOWN_GRACE_MS`";
     LISTEN_BACKLOG: Plain, Value("4096"),
         "accept queue of the public listener (the kernel caps it at `net.core.somaxconn`); a burst of connects beyond it waits a second for a SYN retransmit";
+    TOKEN_REFRESH_LEAD_MS: Plain, Value("60000"),
+        "how long before a socket's expiry (the earlier of its JWT `exp` and its session's `access_token_expires_at`) it receives `auth:token_expiring`; at the expiry it receives `auth:expired` and is disconnected";
+    SESSION_REVALIDATE_MS: Plain, Value("60000"),
+        "how often each replica re-checks the sessions of its sockets in PostgreSQL (one query per batch of sessions) and disconnects revoked, gone or expired ones as a revocation would; `0`: never";
+    MAX_SOCKETS_PER_USER: Plain, Value("5"),
+        "sockets one user may hold per namespace, cluster-wide; one more replaces the oldest (`auth:connection_replaced`); `0`: no limit";
+    HANDSHAKE_RATE_PER_USER: Plain, Value("10"),
+        "handshakes one user (token `sub`) may start per `HANDSHAKE_RATE_WINDOW_MS`, cluster-wide, counted after the signature and before the database; beyond it `Too many connections`; `0`: no limit";
+    HANDSHAKE_RATE_WINDOW_MS: Plain, Value("10000"),
+        "the window of `HANDSHAKE_RATE_PER_USER`";
     OTEL_EXPORTER_OTLP_ENDPOINT: Otel, Unset,
         "unset: no trace export (spans cost next to nothing). Set (`http://collector:4318`; for gRPC `http://collector:4317`): the gateway's spans go there over OTLP in batches, flushed during the drain. `https://` is refused (no TLS to the collector: export to a collector on the node or in the cluster)";
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Otel, Unset,

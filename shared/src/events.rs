@@ -20,6 +20,13 @@ pub const TRIP_UPDATED: &str = "trip:updated";
 pub const TRIP_DRIVER_LOCATION: &str = "trip:driver_location";
 /// To a driver, with an acknowledgement: dispatch offers a trip.
 pub const TRIP_OFFER: &str = "trip:offer";
+/// To one socket, `TOKEN_REFRESH_LEAD_MS` before its expiry: refresh now (`auth:refresh`).
+pub const AUTH_TOKEN_EXPIRING: &str = "auth:token_expiring";
+/// To one socket at its expiry, just before the server disconnects it.
+pub const AUTH_EXPIRED: &str = "auth:expired";
+/// To a user's oldest socket in a namespace, just before it is disconnected to make room for a
+/// new one (`MAX_SOCKETS_PER_USER`).
+pub const AUTH_CONNECTION_REPLACED: &str = "auth:connection_replaced";
 
 // --- client -> server -----------------------------------------------------------------------
 
@@ -29,6 +36,8 @@ pub const ADMIN_STATS: &str = "admin:stats";
 pub const ADMIN_DRIVERS_NEARBY: &str = "admin:drivers_nearby";
 pub const ADMIN_DRIVER_STATE: &str = "admin:driver_state";
 pub const ADMIN_DISCONNECT_SESSION: &str = "admin:disconnect_session";
+/// Any namespace, with an acknowledgement: a new access token for this socket, no reconnect.
+pub const AUTH_REFRESH: &str = "auth:refresh";
 
 /// Event names a backend may not emit through the generic push endpoint.
 pub fn is_reserved(event: &str) -> bool {
@@ -52,6 +61,25 @@ pub struct SessionRevokedNotice {
     pub reason: String,
     /// RFC 3339, when the revocation happened (as published, else when the gateway accepted it).
     pub at: String,
+}
+
+/// Payload of [`AUTH_TOKEN_EXPIRING`]: `{ "expiresAt" }` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExpiring {
+    pub expires_at: String,
+}
+
+/// Payload of [`AUTH_EXPIRED`]: `{ "at" }` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expired {
+    pub at: String,
+}
+
+/// Payload of [`AUTH_CONNECTION_REPLACED`]: `{ "by" }`, the new socket's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionReplaced {
+    pub by: String,
 }
 
 /// A driver's availability. `OFFLINE` until the driver sets it; only `ONLINE` is *available*.
@@ -200,6 +228,8 @@ pub enum AckErrorCode {
     Forbidden,
     NotFound,
     Unavailable,
+    /// `auth:refresh` refused; the message is the handshake's.
+    Unauthorized,
 }
 
 #[cfg(test)]

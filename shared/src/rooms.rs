@@ -19,6 +19,11 @@ pub fn session(sid: &str) -> String {
     format!("session:{sid}")
 }
 
+/// One socket, by its id: how a replica reaches a socket that may live on another replica.
+pub fn socket(socket_id: &str) -> String {
+    format!("socket:{socket_id}")
+}
+
 /// Admins of one organisation.
 pub fn admin_org(org_id: &str) -> String {
     format!("admin:org:{org_id}")
@@ -32,6 +37,7 @@ mod tests {
         assert_eq!(super::passenger("u2"), "passenger:u2");
         assert_eq!(super::session("s"), "session:s");
         assert_eq!(super::admin_org("acme"), "admin:org:acme");
+        assert_eq!(super::socket("abc"), "socket:abc");
     }
 }
 

@@ -22,6 +22,9 @@ pub enum HandshakeError {
     AccessExpired,
     #[error("Missing sub/sid")]
     MissingSubOrSid,
+    /// `HANDSHAKE_RATE_PER_USER`: checked after the signature, before the database.
+    #[error("Too many connections")]
+    TooManyConnections,
     #[error("User not found")]
     UserNotFound,
     #[error("Wrong userType")]
@@ -43,6 +46,7 @@ impl HandshakeError {
             Self::InvalidToken => "invalid_token",
             Self::AccessExpired => "access_expired",
             Self::MissingSubOrSid => "missing_sub_sid",
+            Self::TooManyConnections => "too_many_connections",
             Self::UserNotFound => "user_not_found",
             Self::WrongUserType => "wrong_user_type",
             Self::UserInactive => "user_inactive",
@@ -63,6 +67,9 @@ pub struct Identity {
     pub session_type: Option<String>,
     pub user_type: UserType,
     pub org_id: Option<String>,
+    /// When this socket's access ends: the earlier of the token's `exp` and the session's
+    /// `access_token_expires_at`, in milliseconds since the epoch.
+    pub expires_at_ms: u64,
 }
 
 /// Runs the handshake against the token verifier and the identity store.
@@ -119,7 +126,9 @@ impl Gatekeeper {
         let (Some(Value::String(sub)), Some(Value::String(sid))) = (claims.sub, claims.sid) else {
             return Err(HandshakeError::MissingSubOrSid);
         };
-        Ok(TokenClaims { sub, sid })
+        // The verifier refuses a token without `exp`.
+        let exp = claims.exp.ok_or(HandshakeError::InvalidToken)?;
+        Ok(TokenClaims { sub, sid, exp })
     }
 
     /// Steps 4 to 8: the user and the session, in one round trip to the database.
@@ -143,7 +152,7 @@ impl Gatekeeper {
             .instrument(query)
             .await
             .map_err(HandshakeError::Unavailable)?;
-        decide(ns, user_id, claims.sid, row)
+        decide(ns, user_id, &claims, row)
     }
 }
 
@@ -154,6 +163,8 @@ pub struct TokenClaims {
     pub sub: String,
     /// The `sid` claim (`sessions.jti`).
     pub sid: String,
+    /// The `exp` claim, seconds since the epoch.
+    pub exp: u64,
 }
 
 /// Step 1: `auth.token` when it is a non-empty string, else `Authorization: Bearer <token>`.
@@ -175,7 +186,7 @@ pub fn token_from<'a>(auth: Option<&'a Value>, headers: &'a HeaderMap) -> Option
 fn decide(
     ns: Namespace,
     user_id: Uuid,
-    sid: String,
+    claims: &TokenClaims,
     row: Option<IdentityRow>,
 ) -> Result<Identity, HandshakeError> {
     let row = row.ok_or(HandshakeError::UserNotFound)?;
@@ -192,9 +203,14 @@ fn decide(
     if session.access_expired {
         return Err(HandshakeError::AccessExpired);
     }
+    let token_ends = claims.exp.saturating_mul(1000);
+    let session_ends = session
+        .access_expires_at_ms
+        .map_or(u64::MAX, |ms| u64::try_from(ms).unwrap_or(0));
     Ok(Identity {
         user_id,
-        sid,
+        sid: claims.sid.clone(),
+        expires_at_ms: token_ends.min(session_ends),
         session_id: session.id,
         session_type: session.session_type,
         user_type,
@@ -259,14 +275,47 @@ mod tests {
             session_type: Some("mobile".into()),
             revoked: false,
             access_expired: false,
+            access_expires_at_ms: None,
         }
     }
 
     fn outcome(ns: Namespace, user: Uuid, r: Option<IdentityRow>) -> &'static str {
-        match decide(ns, user, "sid".into(), r) {
+        let claims = TokenClaims {
+            sub: user.to_string(),
+            sid: "sid".into(),
+            exp: 2_000_000_000,
+        };
+        match decide(ns, user, &claims, r) {
             Ok(_) => "ok",
             Err(e) => e.label(),
         }
+    }
+
+    #[test]
+    fn a_socket_expires_at_the_earlier_of_token_and_session() {
+        let u = Uuid::new_v4();
+        let claims = TokenClaims {
+            sub: u.to_string(),
+            sid: "s".into(),
+            exp: 2_000,
+        };
+        let ends = |session_ms: Option<i64>| {
+            let s = SessionRow {
+                access_expires_at_ms: session_ms,
+                ..session(u)
+            };
+            decide(
+                Namespace::Drivers,
+                u,
+                &claims,
+                row("DRIVER", "ACTIVE", Some(s)),
+            )
+            .expect("admitted")
+            .expires_at_ms
+        };
+        assert_eq!(ends(None), 2_000_000);
+        assert_eq!(ends(Some(1_500_500)), 1_500_500);
+        assert_eq!(ends(Some(2_500_000)), 2_000_000);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct RawClaims {
     pub sub: Option<Value>,
     #[serde(default)]
     pub sid: Option<Value>,
+    /// Seconds since the epoch; the validation requires it, so it is there once verified.
+    #[serde(default)]
+    pub exp: Option<u64>,
 }
 
 /// Verifies access tokens with the configured key, issuer and audience.
@@ -70,10 +73,24 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        match jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(_) => Err(TokenError::Invalid),
+        let data = match jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation) {
+            Ok(data) => data,
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
+                return Err(TokenError::Expired);
+            }
+            Err(_) => return Err(TokenError::Invalid),
+        };
+        // RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand; we
+        // implement none, so any is a refusal.
+        if data.header.crit.is_some() {
+            return Err(TokenError::Invalid);
+        }
+        // RFC 7519 §4.1.4: the token is valid only while now is *before* `exp`; the library
+        // still accepts the second of `exp` itself.
+        match data.claims.exp {
+            Some(exp) if exp > now_secs() => Ok(data.claims),
+            Some(_) => Err(TokenError::Expired),
+            None => Err(TokenError::Invalid),
         }
     }
 }
@@ -159,6 +176,31 @@ mod tests {
         let v = TokenVerifier::new(&settings(None, None));
         let token = hs256(json!({"sub": "u", "sid": "s", "exp": now_secs() - 30}));
         assert_eq!(v.verify(&token).err(), Some(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_is_expired_from_the_second_of_its_exp() {
+        let v = TokenVerifier::new(&settings(None, None));
+        let token = hs256(json!({"sub": "u", "sid": "s", "exp": now_secs()}));
+        assert_eq!(v.verify(&token).err(), Some(TokenError::Expired));
+        let exp = now_secs() + 2;
+        let token = hs256(json!({"sub": "u", "sid": "s", "exp": exp}));
+        assert_eq!(v.verify(&token).expect("valid").exp, Some(exp));
+    }
+
+    #[test]
+    fn a_critical_header_extension_is_refused() {
+        let v = TokenVerifier::new(&settings(None, None));
+        let claims = json!({"sub": "u", "sid": "s", "exp": in_an_hour()});
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["b64".into()]);
+        let key = EncodingKey::from_secret(b"test-secret");
+        let token = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+        assert_eq!(v.verify(&token).err(), Some(TokenError::Invalid));
+        // The same token without `crit` passes: the refusal is the header's.
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("sign");
+        assert!(v.verify(&token).is_ok());
     }
 
     #[test]

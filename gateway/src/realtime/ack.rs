@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use shared::events::AckErrorCode;
 use socketioxide::{adapter::Adapter, extract::AckSender};
 
-use crate::state::StateError;
+use crate::{auth::handshake::HandshakeError, state::StateError};
 
 /// Why a client event was refused.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,9 @@ pub enum EventError {
     /// A dependency is down; the detail is logged, not sent.
     #[error("service unavailable, retry")]
     Unavailable,
+    /// `auth:refresh` refused: the handshake's own text (`Invalid token`, `Access expired`, …).
+    #[error("{0}")]
+    Unauthorized(HandshakeError),
 }
 
 impl EventError {
@@ -32,6 +35,7 @@ impl EventError {
             Self::Forbidden(_) => AckErrorCode::Forbidden,
             Self::NotFound(_) => AckErrorCode::NotFound,
             Self::Unavailable => AckErrorCode::Unavailable,
+            Self::Unauthorized(_) => AckErrorCode::Unauthorized,
         }
     }
 
@@ -43,6 +47,7 @@ impl EventError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Unavailable => "unavailable",
+            Self::Unauthorized(_) => "unauthorized",
         }
     }
 }
@@ -111,6 +116,10 @@ mod tests {
             body(Err(EventError::RateLimited))["error"]["code"],
             "RATE_LIMITED"
         );
+        assert_eq!(
+            body(Err(EventError::Unauthorized(HandshakeError::AccessExpired))),
+            json!({"ok": false, "error": {"code": "UNAUTHORIZED", "message": "Access expired"}})
+        );
     }
 
     #[test]
@@ -121,6 +130,7 @@ mod tests {
             EventError::Forbidden("x".into()),
             EventError::NotFound("x".into()),
             EventError::Unavailable,
+            EventError::Unauthorized(HandshakeError::InvalidToken),
         ] {
             let code = serde_json::to_value(error.code()).expect("code");
             assert_eq!(

@@ -39,9 +39,18 @@ pub struct AdminSocketData {
     pub org_id: Option<String>,
 }
 
-/// One socket's context, by namespace.
+/// What a socket's handshake (or its last `auth:refresh`) established. Replaced as a whole by a
+/// refresh, so handlers that read it see one consistent version.
 #[derive(Debug, Clone)]
-pub enum SocketContext {
+pub struct SocketContext {
+    pub data: SocketData,
+    /// When the socket's access ends, in milliseconds since the epoch.
+    pub expires_at_ms: u64,
+}
+
+/// The guide's socket data, by namespace.
+#[derive(Debug, Clone)]
+pub enum SocketData {
     Driver(DriverSocketData),
     Passenger(PassengerSocketData),
     Admin(AdminSocketData),
@@ -49,9 +58,10 @@ pub enum SocketContext {
 
 impl SocketContext {
     pub fn new(ns: Namespace, id: Identity) -> Self {
+        let expires_at_ms = id.expires_at_ms;
         let user_id = id.user_id.to_string();
-        match ns {
-            Namespace::Drivers => Self::Driver(DriverSocketData {
+        let data = match ns {
+            Namespace::Drivers => SocketData::Driver(DriverSocketData {
                 driver_id: user_id.clone(),
                 user_id,
                 jti: id.sid,
@@ -59,41 +69,47 @@ impl SocketContext {
                 session_type: id.session_type,
                 user_type: id.user_type.as_str(),
             }),
-            Namespace::Passengers => Self::Passenger(PassengerSocketData {
+            Namespace::Passengers => SocketData::Passenger(PassengerSocketData {
                 passenger_id: user_id,
                 sid: id.sid,
             }),
-            Namespace::Admin => Self::Admin(AdminSocketData {
+            Namespace::Admin => SocketData::Admin(AdminSocketData {
                 user_id,
                 sid: id.sid,
                 role: id.user_type.as_str(),
                 org_id: id.org_id,
             }),
+        };
+        Self {
+            data,
+            expires_at_ms,
         }
     }
 
     pub fn user_id(&self) -> &str {
-        match self {
-            Self::Driver(d) => &d.user_id,
-            Self::Passenger(p) => &p.passenger_id,
-            Self::Admin(a) => &a.user_id,
+        match &self.data {
+            SocketData::Driver(d) => &d.user_id,
+            SocketData::Passenger(p) => &p.passenger_id,
+            SocketData::Admin(a) => &a.user_id,
         }
     }
 
     pub fn sid(&self) -> &str {
-        match self {
-            Self::Driver(d) => &d.jti,
-            Self::Passenger(p) => &p.sid,
-            Self::Admin(a) => &a.sid,
+        match &self.data {
+            SocketData::Driver(d) => &d.jti,
+            SocketData::Passenger(p) => &p.sid,
+            SocketData::Admin(a) => &a.sid,
         }
     }
 
     /// The rooms of the contract's table, joined right after the handshake.
     pub fn rooms(&self) -> Vec<String> {
-        match self {
-            Self::Driver(d) => vec![rooms::driver(&d.user_id), rooms::session(&d.jti)],
-            Self::Passenger(p) => vec![rooms::passenger(&p.passenger_id), rooms::session(&p.sid)],
-            Self::Admin(a) => {
+        match &self.data {
+            SocketData::Driver(d) => vec![rooms::driver(&d.user_id), rooms::session(&d.jti)],
+            SocketData::Passenger(p) => {
+                vec![rooms::passenger(&p.passenger_id), rooms::session(&p.sid)]
+            }
+            SocketData::Admin(a) => {
                 let mut joined = vec![rooms::ADMIN_ALL.to_owned(), rooms::session(&a.sid)];
                 if let Some(org) = &a.org_id {
                     joined.push(rooms::admin_org(org));
@@ -118,6 +134,7 @@ mod tests {
             session_type: None,
             user_type,
             org_id: org.map(str::to_owned),
+            expires_at_ms: 0,
         }
     }
 

@@ -11,7 +11,11 @@ pub mod clock;
 pub mod context;
 pub mod drivers;
 pub mod emit;
+pub mod expiry;
+pub mod limits;
 pub mod presence;
+pub mod refresh;
+pub mod revalidate;
 pub mod sessions;
 pub mod throttle;
 pub mod validate;
@@ -28,9 +32,10 @@ use serde_json::Value;
 use shared::{
     events::{
         ADMIN_DISCONNECT_SESSION, ADMIN_DRIVER_STATE, ADMIN_DRIVERS_NEARBY, ADMIN_STATS,
-        DRIVER_LOCATION, DRIVER_STATUS, HELLO, Hello,
+        AUTH_REFRESH, DRIVER_LOCATION, DRIVER_STATUS, HELLO, Hello,
     },
     namespace::Namespace,
+    rooms,
 };
 use socketioxide::{
     SocketIo, SocketIoBuilder,
@@ -45,13 +50,14 @@ use socketioxide_redis::{FredAdapter, RedisAdapterCtr, drivers::fred::FredDriver
 use tracing::{Instrument, field::Empty};
 
 use crate::{
-    auth::handshake::{Gatekeeper, HandshakeError},
-    config::ServeSettings,
+    auth::handshake::{Gatekeeper, HandshakeError, token_from},
+    config::{LifetimeSettings, ServeSettings},
     state::StateEngine,
     telemetry::metrics,
 };
 use ack::EventError;
-use context::SocketContext;
+use context::{SocketContext, SocketData};
+use expiry::Deadlines;
 use presence::LocalPresence;
 use throttle::{AdminLocationThrottle, EventBudget};
 
@@ -62,6 +68,10 @@ pub type ClusterAdapter = FredAdapter<Emitter>;
 pub struct Services {
     pub gate: Gatekeeper,
     pub state: Arc<dyn StateEngine>,
+    /// Expiry, re-validation and per-user limits.
+    pub lifetime: LifetimeSettings,
+    /// Every socket's next expiry deadline.
+    pub deadlines: Arc<Deadlines>,
     pub presence: LocalPresence,
     pub admin_throttle: AdminLocationThrottle,
     /// Events no handler knows, ignored; counted for operators.
@@ -69,10 +79,17 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(gate: Gatekeeper, state: Arc<dyn StateEngine>) -> Self {
+    pub fn new(
+        gate: Gatekeeper,
+        state: Arc<dyn StateEngine>,
+        lifetime: LifetimeSettings,
+        deadlines: Arc<Deadlines>,
+    ) -> Self {
         Self {
             gate,
             state,
+            lifetime,
+            deadlines,
             presence: LocalPresence::default(),
             admin_throttle: AdminLocationThrottle::default(),
             unknown_events: AtomicU64::new(0),
@@ -207,18 +224,21 @@ const DRAIN_TICK: Duration = Duration::from_millis(100);
 const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// The connect handler of `ns`, behind the handshake middleware.
-fn handler<A>(ns: Namespace, svc: Arc<Services>) -> impl ConnectHandler<A, (SocketRef<A>,)>
+fn handler<A>(
+    ns: Namespace,
+    svc: Arc<Services>,
+) -> impl ConnectHandler<A, (SocketRef<A>, SocketIo<A>)>
 where
     A: Adapter + DefinedAdapter,
 {
     let gate_svc = svc.clone();
     let admit = move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
         let svc = gate_svc.clone();
-        async move { admit(ns, &s, auth.ok(), &svc.gate).await }
+        async move { admit(ns, &s, auth.ok(), &svc).await }
     };
-    let connect = move |s: SocketRef<A>| {
+    let connect = move |s: SocketRef<A>, io: SocketIo<A>| {
         let svc = svc.clone();
-        async move { on_connect(ns, s, svc).await }
+        async move { on_connect(ns, s, io, svc).await }
     };
     connect.with(admit)
 }
@@ -230,8 +250,9 @@ async fn admit<A: Adapter>(
     ns: Namespace,
     s: &SocketRef<A>,
     auth: Option<Value>,
-    gate: &Gatekeeper,
+    svc: &Services,
 ) -> Result<(), HandshakeError> {
+    let gate = &svc.gate;
     let started = Instant::now();
     let span = tracing::info_span!(
         "socketio.handshake",
@@ -241,10 +262,15 @@ async fn admit<A: Adapter>(
         gateway.outcome = Empty,
         enduser.id = Empty,
     );
-    let admitted = gate
-        .admit(ns, auth.as_ref(), &s.req_parts().headers)
-        .instrument(span.clone())
-        .await;
+    let admitted = async {
+        let token = token_from(auth.as_ref(), &s.req_parts().headers)
+            .ok_or(HandshakeError::MissingToken)?;
+        let claims = gate.verify(token)?;
+        limits::check_handshake_rate(svc, &claims).await?;
+        gate.identify(ns, claims).await
+    }
+    .instrument(span.clone())
+    .await;
     let _entered = span.enter();
     match admitted {
         Ok(identity) => {
@@ -258,6 +284,7 @@ async fn admit<A: Adapter>(
         Err(error) => {
             span.record("gateway.outcome", error.label());
             metrics::handshake(ns, error.label(), started);
+            limits::refused(s);
             match &error {
                 HandshakeError::Unavailable(cause) => {
                     tracing::error!(nsp = %ns, socket = %s.id, error = %cause, "handshake failed: dependency down")
@@ -276,7 +303,12 @@ async fn admit<A: Adapter>(
 struct HandshakeStarted(Instant);
 
 /// After a successful handshake: join the contract's rooms, wire the namespace's events, say hello.
-async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Services>) {
+async fn on_connect<A: Adapter>(
+    ns: Namespace,
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    svc: Arc<Services>,
+) {
     let Some(ctx) = s.extensions.get::<Arc<SocketContext>>() else {
         // Unreachable: the middleware stores the context before the socket connects.
         tracing::error!(socket = %s.id, "socket without context; disconnecting");
@@ -284,14 +316,24 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
         return;
     };
     s.join(ctx.rooms());
+    if svc.lifetime.max_sockets_per_user > 0 {
+        // So that a replica where the user opens one socket too many can reach this one.
+        s.join(rooms::socket(&s.id.to_string()));
+    }
     s.extensions.insert(Arc::new(EventBudget::default()));
+    on_event(
+        &s,
+        &svc,
+        AUTH_REFRESH,
+        move |svc, _, ctx, payload, s| async move { refresh::refresh(&svc, &s, ns, ctx, payload).await },
+    );
     match ns {
         Namespace::Drivers => {
             on_event(
                 &s,
                 &svc,
                 DRIVER_STATUS,
-                |svc, io, ctx, payload| async move {
+                |svc, io, ctx, payload, _| async move {
                     drivers::status(&svc, &io, ctx.user_id(), payload).await
                 },
             );
@@ -299,35 +341,35 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
                 &s,
                 &svc,
                 DRIVER_LOCATION,
-                |svc, io, ctx, payload| async move {
+                |svc, io, ctx, payload, _| async move {
                     drivers::location(&svc, &io, ctx.user_id(), payload).await
                 },
             );
             svc.presence.opened(svc.state.as_ref(), ctx.user_id()).await;
         }
         Namespace::Admin => {
-            on_event(&s, &svc, ADMIN_STATS, |svc, _, _, _| async move {
+            on_event(&s, &svc, ADMIN_STATS, |svc, _, _, _, _| async move {
                 admin::stats(&svc).await
             });
             on_event(
                 &s,
                 &svc,
                 ADMIN_DRIVERS_NEARBY,
-                |svc, _, _, payload| async move { admin::drivers_nearby(&svc, payload).await },
+                |svc, _, _, payload, _| async move { admin::drivers_nearby(&svc, payload).await },
             );
             on_event(
                 &s,
                 &svc,
                 ADMIN_DRIVER_STATE,
-                |svc, _, _, payload| async move { admin::driver_state(&svc, payload).await },
+                |svc, _, _, payload, _| async move { admin::driver_state(&svc, payload).await },
             );
             on_event(
                 &s,
                 &svc,
                 ADMIN_DISCONNECT_SESSION,
-                |_, io, ctx, payload| async move {
-                    match ctx.as_ref() {
-                        SocketContext::Admin(data) => {
+                |_, io, ctx, payload, _| async move {
+                    match &ctx.data {
+                        SocketData::Admin(data) => {
                             admin::disconnect_session(&io, data, payload).await
                         }
                         _ => Err(EventError::Forbidden("admins only".into())),
@@ -356,6 +398,13 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
     if let Some(HandshakeStarted(started)) = s.extensions.get::<HandshakeStarted>() {
         metrics::handshake(ns, "ok", started);
     }
+    if svc
+        .deadlines
+        .watch(ns, s.id, ctx.expires_at_ms, expiry::now_ms())
+    {
+        expiry::warn(&s, ctx.expires_at_ms);
+    }
+    limits::register(&svc, &io, ns, ctx.user_id(), &s).await;
     tracing::info!(
         nsp = s.ns(), socket = %s.id, user = ctx.user_id(), sid = ctx.sid(),
         transport = ?s.transport_type(), "socket connected"
@@ -372,7 +421,7 @@ async fn on_connect<A: Adapter>(ns: Namespace, s: SocketRef<A>, svc: Arc<Service
 fn on_event<A, F, Fut>(s: &SocketRef<A>, svc: &Arc<Services>, event: &'static str, handle: F)
 where
     A: Adapter,
-    F: Fn(Arc<Services>, SocketIo<A>, Arc<SocketContext>, Option<Value>) -> Fut
+    F: Fn(Arc<Services>, SocketIo<A>, Arc<SocketContext>, Option<Value>, SocketRef<A>) -> Fut
         + Clone
         + Send
         + Sync
@@ -399,7 +448,7 @@ where
                 let budget = s.extensions.get::<Arc<EventBudget>>();
                 let outcome = match s.extensions.get::<Arc<SocketContext>>() {
                     _ if budget.is_some_and(|b| !b.take()) => Err(EventError::RateLimited),
-                    Some(ctx) => handle(svc, io, ctx, payload.ok()).await,
+                    Some(ctx) => handle(svc, io, ctx, payload.ok(), s.clone()).await,
                     None => Err(EventError::Forbidden("not authenticated".into())),
                 };
                 if let Err(error) = &outcome {
@@ -422,6 +471,10 @@ async fn on_disconnect<A: Adapter>(
     svc: Arc<Services>,
 ) {
     let ctx = s.extensions.get::<Arc<SocketContext>>();
+    if let Some(ctx) = ctx.as_deref() {
+        svc.deadlines.forget(ns, s.id, ctx.expires_at_ms);
+        limits::unregister(&svc, ns, ctx.user_id(), &s).await;
+    }
     if let (Namespace::Drivers, Some(ctx)) = (ns, ctx.as_deref()) {
         svc.presence.closed(svc.state.as_ref(), ctx.user_id()).await;
     }

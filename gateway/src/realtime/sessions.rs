@@ -10,7 +10,11 @@ use fred::{
     clients::{Client, SubscriberClient},
     interfaces::{EventInterface, PubsubInterface},
 };
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use shared::{
     auth_events::{AuthEvent, AuthEventMessage, DEFAULT_REVOKE_REASON},
@@ -53,11 +57,17 @@ pub struct SessionEvents {
     io: Io,
     /// Cluster mode: where events are published. `None` on a single replica.
     publisher: Option<(Client, String)>,
+    /// Sessions whose revocation this replica already announced.
+    announced: RecentRevocations,
 }
 
 impl SessionEvents {
     pub fn new(io: Io, publisher: Option<(Client, String)>) -> Self {
-        Self { io, publisher }
+        Self {
+            io,
+            publisher,
+            announced: RecentRevocations::default(),
+        }
     }
 
     /// HTTP ingress: make the event's effect cluster-wide. Returns how many replicas heard it
@@ -136,9 +146,15 @@ impl SessionEvents {
             gateway.disconnected = Empty,
         );
         traces::set_parent(&span, parent);
+        // A session is revoked once, whoever repeats it (the auth service retrying, several
+        // replicas' re-validation): its user's other sockets hear about it once.
+        let announce = match event {
+            AuthEvent::SessionRevoked { sid, .. } => self.announced.first_time(sid),
+            AuthEvent::SessionRefreshed { .. } => false,
+        };
         let effect = match &self.io {
-            Io::Single(io) => apply(io, event).instrument(span.clone()).await,
-            Io::Cluster(io) => apply(io, event).instrument(span.clone()).await,
+            Io::Single(io) => apply(io, event, announce).instrument(span.clone()).await,
+            Io::Cluster(io) => apply(io, event, announce).instrument(span.clone()).await,
         };
         span.record("gateway.disconnected", effect.disconnected as u64);
         let reason = match event {
@@ -231,7 +247,8 @@ fn stamped(mut event: AuthEvent) -> AuthEvent {
     event
 }
 
-async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent) -> LocalEffect {
+/// Applies `event` to this replica's sockets; `announce`: also notify the user's other sockets.
+async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent, announce: bool) -> LocalEffect {
     match event {
         AuthEvent::SessionRevoked {
             sid,
@@ -240,6 +257,12 @@ async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent) -> LocalEffect {
             at,
         } => {
             let disconnected = disconnect_session(io, sid).await;
+            if !announce {
+                return LocalEffect {
+                    disconnected,
+                    notified: 0,
+                };
+            }
             let notice = SessionRevokedNotice {
                 sid: sid.clone(),
                 reason: reason
@@ -272,6 +295,35 @@ async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent) -> LocalEffect {
     }
 }
 
+/// How long a revoked session is remembered, so a repeat of its revocation notifies nobody
+/// again. Past it, a repeat would notify again: retries come within minutes.
+const ANNOUNCED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Revoked sessions already announced on this replica, each for [`ANNOUNCED_FOR`].
+#[derive(Default)]
+struct RecentRevocations(Mutex<HashMap<String, Instant>>);
+
+impl RecentRevocations {
+    /// Records `sid`; `true` unless it was recorded within [`ANNOUNCED_FOR`].
+    fn first_time(&self, sid: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= FORGET_ABOVE {
+            seen.retain(|_, at| now.duration_since(*at) < ANNOUNCED_FOR);
+        }
+        match seen.get(sid) {
+            Some(at) if now.duration_since(*at) < ANNOUNCED_FOR => false,
+            _ => {
+                seen.insert(sid.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Remembered revocations before old ones are swept.
+const FORGET_ABOVE: usize = 4_096;
+
 /// Disconnects this replica's sockets of session `sid` in every namespace (the client sees
 /// `io server disconnect` and does not reconnect by itself).
 async fn disconnect_session<A: Adapter>(io: &SocketIo<A>, sid: &str) -> usize {
@@ -285,4 +337,17 @@ async fn disconnect_session<A: Adapter>(io: &SocketIo<A>, sid: &str) -> usize {
         }
     }
     disconnected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_is_announced_once() {
+        let recent = RecentRevocations::default();
+        assert!(recent.first_time("s1"));
+        assert!(!recent.first_time("s1"));
+        assert!(recent.first_time("s2"));
+    }
 }

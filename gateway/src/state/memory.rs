@@ -8,7 +8,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use shared::events::DriverStatus;
+use shared::{events::DriverStatus, namespace::Namespace};
 
 use super::{
     ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
@@ -34,6 +34,10 @@ struct Inner {
     drivers: HashMap<String, DriverRecord>,
     trips: HashMap<String, (Trip, Instant)>,
     stats: NodeStats,
+    /// Open sockets per user and namespace, oldest first.
+    user_sockets: HashMap<(Namespace, String), Vec<String>>,
+    /// Handshake windows per user: (window start, handshakes counted in it).
+    handshakes: HashMap<String, (Instant, u32)>,
 }
 
 pub struct MemoryState {
@@ -232,7 +236,68 @@ impl StateEngine for MemoryState {
     async fn release_lease(&self) -> Result<(), StateError> {
         Ok(())
     }
+
+    async fn user_socket_opened(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+        max: u32,
+    ) -> Result<Vec<String>, StateError> {
+        let mut inner = self.lock();
+        let open = inner.user_sockets.entry((ns, user.to_owned())).or_default();
+        open.push(socket.to_owned());
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        if max == 0 || open.len() <= max {
+            return Ok(Vec::new());
+        }
+        let excess = open.len() - max;
+        Ok(open.drain(..excess).collect())
+    }
+
+    async fn user_socket_closed(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+    ) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let key = (ns, user.to_owned());
+        if let Some(open) = inner.user_sockets.get_mut(&key) {
+            open.retain(|s| s != socket);
+            if open.is_empty() {
+                inner.user_sockets.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handshake_allowed(
+        &self,
+        user: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StateError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        // Forget finished windows now and then, so users who left take no memory.
+        if inner.handshakes.len() > HANDSHAKE_WINDOWS_KEPT {
+            inner
+                .handshakes
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+        }
+        let (start, count) = inner.handshakes.entry(user.to_owned()).or_insert((now, 0));
+        if now.duration_since(*start) >= window {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        Ok(*count <= limit)
+    }
 }
+
+/// Handshake windows kept before finished ones are swept.
+const HANDSHAKE_WINDOWS_KEPT: usize = 10_000;
 
 /// How often the sweeper looks for expired presence (both engines).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(250);

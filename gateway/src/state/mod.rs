@@ -15,7 +15,10 @@ pub mod trips;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared::events::{DriverStatus, TripStatus};
+use shared::{
+    events::{DriverStatus, TripStatus},
+    namespace::Namespace,
+};
 
 /// A dependency of the state is down (Redis unreachable, a script failed).
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,34 @@ pub trait StateEngine: Send + Sync {
 
     /// Drain: give up this replica's lease; its remaining drivers start their grace now.
     async fn release_lease(&self) -> Result<(), StateError>;
+
+    /// Socket `socket` of `user` opened in `ns`, registered cluster-wide. When the user now
+    /// holds more than `max` sockets there (`0`: no limit), the oldest beyond it are
+    /// unregistered and returned, oldest first: the caller replaces them.
+    async fn user_socket_opened(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+        max: u32,
+    ) -> Result<Vec<String>, StateError>;
+
+    /// Socket `socket` of `user` in `ns` closed.
+    async fn user_socket_closed(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+    ) -> Result<(), StateError>;
+
+    /// Counts a handshake of `user` (the token's `sub`) in the current window of `window`:
+    /// `false` once more than `limit` were counted in it.
+    async fn handshake_allowed(
+        &self,
+        user: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StateError>;
 }
 
 /// Settings both engines need.

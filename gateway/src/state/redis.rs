@@ -6,12 +6,17 @@
 //! `{p}:drivers:geo` (ONLINE drivers), `{p}:driver-locations` (stream), `{p}:rate:{id}`,
 //! `{p}:presence:{id}` (replicas holding a socket of the driver), `{p}:presence:pending` (grace
 //! deadlines), `{p}:nodes` (leases), `{p}:node:{node}:drivers`, `{p}:node:{node}:stats`,
-//! `{p}:trip:{id}`. Scripts touch keys they compute from ids, so this is for a standalone Redis
+//! `{p}:trip:{id}`, `{p}:user-sockets:{ns}:{user}` (sockets by opening time, for
+//! `MAX_SOCKETS_PER_USER`), `{p}:handshakes:{user}` (`HANDSHAKE_RATE_PER_USER` window). Scripts touch keys they compute from ids, so this is for a standalone Redis
 //! (or one with all keys on one shard), not a sharded Redis Cluster.
 
 use async_trait::async_trait;
 use fred::{clients::Client, types::Value, types::scripts::Script};
-use shared::events::{DriverStatus, TripStatus};
+use shared::{
+    events::{DriverStatus, TripStatus},
+    namespace::Namespace,
+};
+use std::time::Duration;
 
 use super::redis_locations::{LocationKeys, LocationWriter};
 use super::{
@@ -34,6 +39,9 @@ struct Scripts {
     live_nodes: Named,
     read_trip: Named,
     write_trip: Named,
+    user_socket_opened: Named,
+    user_socket_closed: Named,
+    handshake_rate: Named,
 }
 
 /// A script and the name its spans carry.
@@ -67,6 +75,15 @@ impl Scripts {
                 "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')",
             ),
             write_trip: named("write_trip", include_str!("lua/write_trip.lua")),
+            user_socket_opened: named(
+                "user_socket_opened",
+                include_str!("lua/user_socket_opened.lua"),
+            ),
+            user_socket_closed: named(
+                "user_socket_closed",
+                "return redis.call('ZREM', KEYS[1], ARGV[1])",
+            ),
+            handshake_rate: named("handshake_rate", include_str!("lua/handshake_rate.lua")),
         }
     }
 }
@@ -78,6 +95,10 @@ pub struct RedisState {
     scripts: Scripts,
     locations: LocationWriter,
 }
+
+/// How long a user's socket registry outlives its last opened socket: longer than any socket
+/// lives without a reconnect in practice; bounds the entries of replicas that died.
+const USER_SOCKETS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Drivers turned OFFLINE per sweep at most (the rest wait for the next sweep).
 const EXPIRE_BATCH: usize = 500;
@@ -112,6 +133,10 @@ impl RedisState {
 
     fn geo_key(&self) -> String {
         geo_key(&self.prefix)
+    }
+
+    fn user_sockets_key(&self, ns: Namespace, user: &str) -> String {
+        self.key(&["user-sockets", ns.path().trim_start_matches('/'), user])
     }
 
     fn nodes_key(&self) -> String {
@@ -436,5 +461,58 @@ impl StateEngine for RedisState {
 
     async fn release_lease(&self) -> Result<(), StateError> {
         self.reap_nodes(Some(&self.settings.node_id)).await
+    }
+
+    async fn user_socket_opened(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+        max: u32,
+    ) -> Result<Vec<String>, StateError> {
+        let replaced = self
+            .run(
+                &self.scripts.user_socket_opened,
+                vec![self.user_sockets_key(ns, user)],
+                vec![
+                    socket.to_owned(),
+                    max.to_string(),
+                    USER_SOCKETS_TTL.as_millis().to_string(),
+                ],
+            )
+            .await?
+            .into_array();
+        Ok(replaced.iter().filter_map(text).collect())
+    }
+
+    async fn user_socket_closed(
+        &self,
+        ns: Namespace,
+        user: &str,
+        socket: &str,
+    ) -> Result<(), StateError> {
+        self.run(
+            &self.scripts.user_socket_closed,
+            vec![self.user_sockets_key(ns, user)],
+            vec![socket.to_owned()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn handshake_allowed(
+        &self,
+        user: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StateError> {
+        let allowed = self
+            .run(
+                &self.scripts.handshake_rate,
+                vec![self.key(&["handshakes", user])],
+                vec![limit.to_string(), window.as_millis().to_string()],
+            )
+            .await?;
+        Ok(allowed.as_i64() == Some(1))
     }
 }

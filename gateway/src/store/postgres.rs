@@ -18,7 +18,8 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(2);
 const IDENTITY_SQL: &str = "\
 SELECT u.user_type, u.status, u.org_id,
        s.id, s.user_id, s.session_type, s.revoked,
-       (s.access_token_expires_at IS NOT NULL AND s.access_token_expires_at < now())
+       (s.access_token_expires_at IS NOT NULL AND s.access_token_expires_at <= now()),
+       (extract(epoch FROM s.access_token_expires_at) * 1000)::bigint
 FROM users u
 LEFT JOIN sessions s ON s.jti = $2
 WHERE u.id = $1";
@@ -47,7 +48,26 @@ pub struct SessionRow {
     pub user_id: Uuid,
     pub session_type: Option<String>,
     pub revoked: bool,
-    /// `access_token_expires_at` is set and in the past (database clock).
+    /// `access_token_expires_at` is set and not in the future (database clock).
+    pub access_expired: bool,
+    /// `access_token_expires_at` in milliseconds since the epoch, when set.
+    pub access_expires_at_ms: Option<i64>,
+}
+
+/// Sessions of connected sockets by `jti`, for re-validation: one query for a whole batch.
+const SESSIONS_SQL: &str = "\
+SELECT jti, user_id, revoked,
+       (access_token_expires_at IS NOT NULL AND access_token_expires_at <= now())
+FROM sessions
+WHERE jti = ANY($1)";
+
+/// A session as re-validation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStanding {
+    pub jti: String,
+    pub user_id: Uuid,
+    pub revoked: bool,
+    /// `access_token_expires_at` is set and not in the future (database clock).
     pub access_expired: bool,
 }
 
@@ -98,6 +118,7 @@ impl PgStore {
                 session_type: row.try_get(5)?,
                 revoked: row.try_get(6)?,
                 access_expired: row.try_get::<_, Option<bool>>(7)?.unwrap_or(false),
+                access_expires_at_ms: row.try_get(8)?,
             }),
         };
         Ok(Some(IdentityRow {
@@ -109,6 +130,23 @@ impl PgStore {
     }
 
     /// The pool's connections now (metrics).
+    /// The sessions among `jtis` that exist (one round trip; a missing one is gone).
+    pub async fn sessions(&self, jtis: &[String]) -> Result<Vec<SessionStanding>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(SESSIONS_SQL).await?;
+        let rows = client.query(&stmt, &[&jtis]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionStanding {
+                    jti: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    revoked: row.try_get(2)?,
+                    access_expired: row.try_get::<_, Option<bool>>(3)?.unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
     pub fn usage(&self) -> crate::telemetry::metrics::PoolUsage {
         let status = self.pool.status();
         crate::telemetry::metrics::PoolUsage {

@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use shared::namespace::Namespace;
 
@@ -98,6 +100,23 @@ fn describe() {
         "gateway_revocation_apply_seconds",
         Unit::Seconds,
         "Auth event received on this replica to its local sockets of that session disconnected."
+    );
+    describe_counter!(
+        "gateway_session_revalidations_total",
+        "Rounds of session re-validation against PostgreSQL: ok, or skipped while it is down."
+    );
+    describe_counter!(
+        "gateway_session_revalidated_total",
+        "Sessions re-checked by re-validation."
+    );
+    describe_counter!(
+        "gateway_session_revalidation_invalid_total",
+        "Sessions re-validation found revoked, gone, of another user or expired."
+    );
+    describe_histogram!(
+        "gateway_session_revalidation_seconds",
+        Unit::Seconds,
+        "One round of re-validation (its batched queries)."
     );
     describe_counter!("gateway_offers_total", "Trip offers by outcome.");
     describe_gauge!(
@@ -191,6 +210,12 @@ pub enum DisconnectReason {
     Refreshed,
     Admin,
     Drain,
+    /// The socket's token or session expired (`auth:expired`).
+    Expired,
+    /// One socket too many for its user (`auth:connection_replaced`).
+    Replaced,
+    /// A client kept sending CONNECT on one connection after refusals: its transport was closed.
+    ConnectFlood,
 }
 
 impl DisconnectReason {
@@ -200,8 +225,20 @@ impl DisconnectReason {
             Self::Refreshed => "refreshed",
             Self::Admin => "admin",
             Self::Drain => "drain",
+            Self::Expired => "expired",
+            Self::Replaced => "replaced",
+            Self::ConnectFlood => "connect_flood",
         }
     }
+}
+
+/// One round of session re-validation: `ok` (`invalid` sessions found and revoked) or
+/// `skipped` (PostgreSQL down), with how long its queries took.
+pub fn revalidation(outcome: &'static str, sessions: usize, invalid: usize, started: Instant) {
+    counter!("gateway_session_revalidations_total", "outcome" => outcome).increment(1);
+    counter!("gateway_session_revalidated_total").increment(sessions as u64);
+    counter!("gateway_session_revalidation_invalid_total").increment(invalid as u64);
+    histogram!("gateway_session_revalidation_seconds").record(started.elapsed().as_secs_f64());
 }
 
 pub fn session_disconnects(reason: DisconnectReason, sockets: usize) {
