@@ -4,11 +4,14 @@
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use serde_json::Value;
 use shared::namespace::{Namespace, UserType};
-use tracing::{Instrument, field::Empty};
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use super::jwt::{TokenError, TokenVerifier};
-use crate::store::postgres::{IdentityRow, PgStore, StoreError};
+use crate::{
+    store::postgres::{IdentityRow, PgStore, StoreError},
+    telemetry::traces,
+};
 
 /// Why a connection was refused. The messages are part of the public contract: clients switch
 /// on them (see the connection guide), so they never carry detail.
@@ -146,10 +149,7 @@ impl Gatekeeper {
             db.operation.name = "SELECT",
             db.collection.name = "users",
         );
-        let row = self
-            .store
-            .identity(user_id, &claims.sid)
-            .instrument(query)
+        let row = traces::leaf(query, self.store.identity(user_id, &claims.sid))
             .await
             .map_err(HandshakeError::Unavailable)?;
         decide(ns, user_id, &claims, row)

@@ -258,7 +258,7 @@ async fn admit<A: Adapter>(
         "socketio.handshake",
         otel.kind = "server",
         socketio.namespace = ns.path(),
-        gateway.node = %gate.node(),
+        gateway.node = gate.node(),
         gateway.outcome = Empty,
         enduser.id = Empty,
     );

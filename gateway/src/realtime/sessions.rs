@@ -90,10 +90,8 @@ impl SessionEvents {
             tracestate: tracestate.flatten(),
         };
         let payload = serde_json::to_string(&message).unwrap_or_default();
-        let published = client
-            .publish::<u64, _, _>(channel.as_str(), payload)
-            .instrument(redis_span("PUBLISH", "PUBLISH auth-events"))
-            .await;
+        let publish = client.publish::<u64, _, _>(channel.as_str(), payload);
+        let published = traces::leaf(redis_span("PUBLISH", "PUBLISH auth-events"), publish).await;
         match published {
             Ok(replicas) => Ok(Published::Broadcast { replicas }),
             Err(error) => {

@@ -23,8 +23,10 @@ use super::{
     DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
     StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
 };
-use crate::{realtime::clock::now_rfc3339, telemetry::traces::redis_span};
-use tracing::Instrument;
+use crate::{
+    realtime::clock::now_rfc3339,
+    telemetry::traces::{leaf, redis_span},
+};
 
 struct Scripts {
     set_status: Named,
@@ -177,11 +179,10 @@ impl RedisState {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, StateError> {
-        Ok(script
+        let call = script
             .script
-            .evalsha_with_reload::<Value, _, _>(&self.client, keys, args)
-            .instrument(redis_span("EVALSHA", script.name))
-            .await?)
+            .evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
+        Ok(leaf(redis_span("EVALSHA", script.name), call).await?)
     }
 }
 

@@ -13,9 +13,8 @@ use fred::{
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::Instrument;
 
-use crate::telemetry::traces::redis_span;
+use crate::telemetry::traces::{leaf, redis_span};
 
 use super::{
     ActiveTrip, LocationOutcome, Position, StateError,
@@ -71,12 +70,11 @@ impl LocationWriter {
         let stopped = || StateError("the location writer stopped".into());
         // The script call itself is batched with other drivers' reports; the span is this
         // report's wait for it.
-        async {
+        let wait = async {
             self.reports.send(report).await.map_err(|_| stopped())?;
             outcome.await.map_err(|_| stopped())?
-        }
-        .instrument(redis_span("EVALSHA", "record_location"))
-        .await
+        };
+        leaf(redis_span("EVALSHA", "record_location"), wait).await
     }
 }
 
