@@ -47,7 +47,7 @@ use socketioxide::{
 };
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr, drivers::fred::FredDriver};
-use tracing::{Instrument, field::Empty};
+use tracing::{Instrument, Span, field::Empty};
 
 use crate::{
     auth::handshake::{Gatekeeper, HandshakeError, token_from},
@@ -276,7 +276,10 @@ async fn admit<A: Adapter>(
         Ok(identity) => {
             span.record("gateway.outcome", "ok");
             span.record("enduser.id", identity.user_id.to_string());
-            s.extensions.insert(HandshakeStarted(started));
+            s.extensions.insert(HandshakeStarted {
+                at: started,
+                span: span.clone(),
+            });
             s.extensions
                 .insert(Arc::new(SocketContext::new(ns, identity)));
             Ok(())
@@ -298,16 +301,35 @@ async fn admit<A: Adapter>(
     }
 }
 
-/// When the socket's CONNECT arrived: its handshake is timed until `hello`.
-#[derive(Debug, Clone, Copy)]
-struct HandshakeStarted(Instant);
+/// When the socket's CONNECT arrived, and its span: the handshake is timed and traced until
+/// `hello`.
+#[derive(Debug, Clone)]
+struct HandshakeStarted {
+    at: Instant,
+    span: Span,
+}
 
-/// After a successful handshake: join the contract's rooms, wire the namespace's events, say hello.
+/// After a successful handshake, still inside its span: join the contract's rooms, wire the
+/// namespace's events, register the socket, say hello. The span ends there.
 async fn on_connect<A: Adapter>(
     ns: Namespace,
     s: SocketRef<A>,
     io: SocketIo<A>,
     svc: Arc<Services>,
+) {
+    let started = s.extensions.remove::<HandshakeStarted>();
+    let span = started.as_ref().map_or_else(Span::none, |h| h.span.clone());
+    connected(ns, s, io, svc, started.map(|h| h.at))
+        .instrument(span)
+        .await;
+}
+
+async fn connected<A: Adapter>(
+    ns: Namespace,
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    svc: Arc<Services>,
+    started: Option<Instant>,
 ) {
     let Some(ctx) = s.extensions.get::<Arc<SocketContext>>() else {
         // Unreachable: the middleware stores the context before the socket connects.
@@ -395,7 +417,7 @@ async fn on_connect<A: Adapter>(
     if let Err(error) = s.emit(HELLO, &hello) {
         tracing::warn!(socket = %s.id, %error, "cannot send hello");
     }
-    if let Some(HandshakeStarted(started)) = s.extensions.get::<HandshakeStarted>() {
+    if let Some(started) = started {
         metrics::handshake(ns, "ok", started);
     }
     if svc

@@ -435,4 +435,75 @@ mod tests {
         let d2 = s.driver_state("d2").await.expect("state").expect("seen");
         assert_eq!(d2.active_trip_id.as_deref(), Some("t1"));
     }
+
+    #[tokio::test]
+    async fn one_socket_past_the_cap_replaces_the_oldest_and_closed_ones_free_room() {
+        let s = engine(1000);
+        let ns = Namespace::Drivers;
+        for id in ["a", "b"] {
+            assert!(
+                s.user_socket_opened(ns, "u", id, 2)
+                    .await
+                    .expect("ok")
+                    .is_empty()
+            );
+        }
+        assert_eq!(
+            s.user_socket_opened(ns, "u", "c", 2).await.expect("ok"),
+            ["a"]
+        );
+        // Another namespace and another user have caps of their own.
+        assert!(
+            s.user_socket_opened(Namespace::Passengers, "u", "p", 2)
+                .await
+                .expect("ok")
+                .is_empty()
+        );
+        assert!(
+            s.user_socket_opened(ns, "v", "x", 2)
+                .await
+                .expect("ok")
+                .is_empty()
+        );
+        s.user_socket_closed(ns, "u", "b").await.expect("ok");
+        assert!(
+            s.user_socket_opened(ns, "u", "d", 2)
+                .await
+                .expect("ok")
+                .is_empty()
+        );
+        assert_eq!(
+            s.user_socket_opened(ns, "u", "e", 2).await.expect("ok"),
+            ["c"]
+        );
+        // 0: no limit.
+        for i in 0..10 {
+            let id = format!("n{i}");
+            assert!(
+                s.user_socket_opened(ns, "w", &id, 0)
+                    .await
+                    .expect("ok")
+                    .is_empty()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn handshakes_past_the_rate_are_refused_until_the_window_passes() {
+        let s = engine(1000);
+        let window = Duration::from_millis(200);
+        for _ in 0..3 {
+            assert!(s.handshake_allowed("u", 3, window).await.expect("ok"));
+        }
+        assert!(!s.handshake_allowed("u", 3, window).await.expect("ok"));
+        assert!(
+            s.handshake_allowed("v", 3, window).await.expect("ok"),
+            "per user"
+        );
+        tokio::time::sleep(window).await;
+        assert!(
+            s.handshake_allowed("u", 3, window).await.expect("ok"),
+            "a new window"
+        );
+    }
 }

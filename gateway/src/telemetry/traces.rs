@@ -74,8 +74,14 @@ pub async fn leaf<F: Future>(span: Span, fut: F) -> F::Output {
     output
 }
 
-/// A Redis call on a traced path: a client span named `name` (the script, or the command).
+/// A Redis call on a traced path: a client span named `name` (the script, or the command), a
+/// child of the current span. Outside any (presence sweeps, lease renewal, bookkeeping after a
+/// socket closed) there is none: a one-span trace per background call tells an operator
+/// nothing and costs an export.
 pub fn redis_span(operation: &'static str, name: &'static str) -> Span {
+    if Span::current().is_none() {
+        return Span::none();
+    }
     tracing::info_span!(
         "redis",
         otel.name = name,

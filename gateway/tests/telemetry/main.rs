@@ -358,6 +358,44 @@ async fn a_revocation_is_one_trace_across_replicas_and_nothing_leaks() {
     assert_eq!(script.trace_id(), event.trace_id());
     assert_eq!(script.attr("db.operation.name").as_deref(), Some("EVALSHA"));
 
+    // So are a handshake's (the per-user rate before the database, the socket's registration
+    // before hello); a Redis call outside any traced operation (sweeps, lease renewal) exports
+    // nothing rather than a one-span trace.
+    let scripts = receiver
+        .until("Redis spans under an ok handshake on A", |spans| {
+            let handshake = named(spans, "socketio.handshake").find(|s| {
+                s.node() == Some(&a.node_id) && s.attr("gateway.outcome").as_deref() == Some("ok")
+            })?;
+            let scripts: Vec<String> = spans
+                .iter()
+                .filter(|s| {
+                    s.parent_id() == handshake.span_id()
+                        && s.attr("db.system.name").as_deref() == Some("redis")
+                })
+                .map(|s| s.span.name.clone())
+                .collect();
+            (scripts.len() >= 2).then_some(scripts)
+        })
+        .await;
+    for expected in ["handshake_rate", "user_socket_opened"] {
+        assert!(
+            scripts.iter().any(|s| s == expected),
+            "{expected} in {scripts:?}"
+        );
+    }
+    let orphans: Vec<String> = receiver
+        .spans()
+        .iter()
+        .filter(|s| {
+            s.attr("db.system.name").as_deref() == Some("redis") && s.span.parent_span_id.is_empty()
+        })
+        .map(|s| s.span.name.clone())
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "Redis spans without a parent: {orphans:?}"
+    );
+
     let metrics = a.metrics().await;
     assert_eq!(sample(&metrics, "gateway_redis_up", &[]), Some(1.0));
     assert_eq!(
