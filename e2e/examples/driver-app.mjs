@@ -29,6 +29,18 @@ socket.on('trip:offer', (offer, answer) => {
 
 socket.on('trip:updated', (trip) => console.log('trip:', JSON.stringify(trip)));
 socket.on('auth:session_revoked', (notice) => console.log('another session revoked:', JSON.stringify(notice)));
+// The access token runs out: get a new one and refresh in band (no reconnect). NEXT_TOKEN stands
+// in for the app's call to the auth service.
+socket.on('auth:token_expiring', async ({ expiresAt }) => {
+  console.log('token expiring at', expiresAt);
+  const token = process.env.NEXT_TOKEN;
+  if (!token) return;
+  socket.auth.token = token; // reconnects use it too
+  const ack = await socket.emitWithAck('auth:refresh', { token });
+  console.log('refresh ack:', JSON.stringify(ack));
+});
+socket.on('auth:expired', () => console.log('expired: the server disconnects; reconnect with a fresh token'));
+socket.on('auth:connection_replaced', ({ by }) => console.log('replaced by another connection of this user:', by));
 socket.on('connect_error', (err) => {
   console.error('connect_error:', err.message);
   if (process.env.ONCE) process.exit(1);

@@ -7,6 +7,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import net from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import pg from 'pg';
 import jwt from 'jsonwebtoken';
 import { io } from 'socket.io-client';
@@ -48,13 +50,19 @@ export function loadgen(db, args, { bin = LOADGEN_BIN, timeout = 0 } = {}) {
   });
 }
 
-/** A fresh, migrated database with helpers to seed users and sessions. */
-export async function createDatabase() {
+/**
+ * A fresh, migrated database with helpers to seed users and sessions; on the shared server, or
+ * on `base` (a throwaway server's URL).
+ */
+export async function createDatabase({ base = PG_BASE } = {}) {
   const name = `gw_test_${uniq()}`;
-  const url = `${PG_BASE}/${name}`;
+  const url = `${base}/${name}`;
   const migrated = await runGateway(['migrate'], { DATABASE_URL: url });
   if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
+  // An idle connection the server closes (a test stopping its throwaway server) is replaced on
+  // the next query; it is not a test failure.
+  pool.on('error', () => {});
   return {
     name,
     url,
@@ -83,7 +91,7 @@ export async function createDatabase() {
     },
     async drop() {
       await pool.end();
-      const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+      const admin = new pg.Client({ connectionString: `${base}/postgres` });
       await admin.connect();
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await admin.end();
@@ -306,6 +314,73 @@ export async function startRedis(port) {
   };
 }
 
+/**
+ * A throwaway PostgreSQL server (Debian's binaries, run as the `postgres` user) on its own port and
+ * data directory, for tests that stop or freeze the database. `freeze()` SIGSTOPs the server and
+ * every backend (connections hang, as on a frozen host); `stop()` and `start()` take it down and
+ * bring it back with its data.
+ */
+export async function startPostgres() {
+  const versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
+  const bin = `/usr/lib/postgresql/${versions[0]}/bin`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'gw-pg-'));
+  const asPostgres = ['--reuid=postgres', '--regid=postgres', '--init-groups'];
+  await new Promise((resolve, reject) => execFile('chown', ['postgres:postgres', dir], (e) => (e ? reject(e) : resolve())));
+  await new Promise((resolve, reject) =>
+    execFile('setpriv', [...asPostgres, `${bin}/initdb`, '-D', dir, '-A', 'trust', '-U', 'postgres'], (e, _out, err) =>
+      e ? reject(new Error(`initdb: ${err}`)) : resolve()),
+  );
+  const port = await freePort();
+  let child;
+  let exited;
+  const server = {
+    port,
+    url: `postgres://postgres@127.0.0.1:${port}`,
+    async start() {
+      child = spawn('setpriv', [...asPostgres, `${bin}/postgres`, '-D', dir, '-p', String(port), '-k', dir,
+        '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      exited = once(child, 'exit');
+      const ready = new Promise((resolve, reject) => {
+        createInterface({ input: child.stderr }).on('line', (line) => {
+          if (line.includes('ready to accept connections')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`postgres exited ${code}`)));
+      });
+      await within(ready, 30000, 'the throwaway PostgreSQL to accept connections');
+    },
+    /** Every process of the server: the postmaster (setpriv exec'd into it) and its children. */
+    pids() {
+      const children = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(child.pid);
+        } catch {
+          return false;
+        }
+      });
+      return [child.pid, ...children.map(Number)];
+    },
+    freeze() {
+      for (const pid of server.pids()) process.kill(pid, 'SIGSTOP');
+    },
+    thaw() {
+      for (const pid of server.pids()) process.kill(pid, 'SIGCONT');
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        server.thaw();
+        child.kill('SIGINT'); // fast shutdown
+      }
+      await within(exited, 30000, 'the throwaway PostgreSQL to stop');
+    },
+    async remove() {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await server.start();
+  return server;
+}
+
 /** Records every payload of `event` on `socket`; `until(pred)` resolves with the first match. */
 export function record(socket, event) {
   const seen = [];
@@ -349,12 +424,12 @@ export const api = (replica) => ({
 
 /** Polls `probe` until it returns a truthy value (or throws after `ms`). For state that is
  * only observable by asking, such as stats replicas report every second. */
-export async function eventually(probe, ms = 10000, every = 100) {
+export async function eventually(probe, ms = 10000, every = 100, what = 'the condition') {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

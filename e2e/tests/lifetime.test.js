@@ -182,7 +182,7 @@ for (const mode of ['cluster', 'single']) {
       await eventually(async () => {
         const later = await Promise.all(deployment.replicas.map(revalidationRounds));
         return later.every((n, i) => n >= rounds[i] + 1);
-      }, 5000);
+      }, 5000, 100, 'a re-validation round on every replica');
       const barrier = await db.session(id.userId);
       await db.revokeSession(barrier);
       await internalPost(A, `/internal/v1/sessions/${barrier}/revoke`, { userId: id.userId });

@@ -1,5 +1,6 @@
-// The cost of session re-validation (lifecycle.md) at COUNT connected sockets (default 20,000) on
-// one cluster-mode replica: the duration of a round (its batched queries, from the replica's
+// The cost of session re-validation (lifecycle.md) at COUNT connected sockets (default 19,800: a
+// process here is capped at 20,000 open files, the replica's included) on one cluster-mode replica,
+// held by two loadgen processes as distinct users: the duration of a round (its batched queries, from the replica's
 // gateway_session_revalidation_seconds) and the CPU it adds to the replica and to PostgreSQL,
 // from a HOLD_SECS idle hold with a round every second against the same hold with re-validation
 // off. Writes loadtest/results/revalidation-cost.json and prints a Markdown table.
@@ -12,7 +13,7 @@ import { createDatabase, startReplica, loadgen as runLoadgen, eventually } from 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');
 const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gateway');
-const count = Number(process.env.COUNT ?? 20000);
+const count = Number(process.env.COUNT ?? 19800);
 const holdSecs = Number(process.env.HOLD_SECS ?? 30);
 // USER_HZ: clock ticks per second of /proc/<pid>/stat on Linux.
 const TICKS = 100;
@@ -54,8 +55,15 @@ async function measure(name, revalidateMs) {
   const addr = replica.url.replace('http://', '');
   const pid = replica.child.pid;
   try {
-    const idle = runLoadgen(db, ['idle', '--count', String(count), '--servers', addr, '--hold-secs', String(holdSecs + 20)], { bin: LOADGEN });
-    await eventually(async () => (await metric(replica, 'gateway_sockets')) >= count, 300000, 1000);
+    const half = Math.floor(count / 2);
+    const idle = Promise.all([[0, half], [half, count - half]].map(([first, n]) => runLoadgen(db, ['idle', '--first', String(first),
+      '--count', String(n), '--servers', addr, '--hold-secs', String(holdSecs + 20)], { bin: LOADGEN })));
+    const failed = idle.then(() => false, (error) => error);
+    await eventually(async () => {
+      const error = await Promise.race([failed, Promise.resolve(false)]);
+      if (error) throw error;
+      return (await metric(replica, 'gateway_sockets')) >= count;
+    }, 300000, 1000, `${count} connected sockets`);
     // Let the connect burst settle before the clock starts.
     await new Promise((r) => setTimeout(r, 3000));
     const before = { gw: cpuOf(pid), pg: postgresCpu(), rounds: await metric(replica, 'gateway_session_revalidations_total'),

@@ -63,6 +63,10 @@ enum Command {
     Idle {
         #[arg(long, default_value_t = 10_000)]
         count: u32,
+        /// The first seeded driver to connect as: several processes (each capped near 20,000
+        /// open files) hold distinct users on one replica.
+        #[arg(long, default_value_t = 0)]
+        first: u32,
         #[arg(long)]
         rate: Option<f64>,
         /// Server processes whose RSS is measured.
@@ -173,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Idle {
             count,
+            first,
             rate,
             server_pids,
             settle_secs,
@@ -181,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             scenarios::idle(
                 &t,
                 Kind::Driver,
-                count,
+                first..first.saturating_add(count),
                 rate,
                 &server_pids,
                 Duration::from_secs(settle_secs),

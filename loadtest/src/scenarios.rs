@@ -132,7 +132,8 @@ pub struct IdleResult {
 pub async fn idle(
     t: &Targets,
     kind: Kind,
-    count: u32,
+    // Seeded users `users.start..users.end`, one socket each.
+    users: std::ops::Range<u32>,
     rate: Option<f64>,
     server_pids: &[u32],
     settle: Duration,
@@ -140,7 +141,8 @@ pub async fn idle(
 ) -> anyhow::Result<IdleResult> {
     let rss = || server_pids.iter().filter_map(|p| rss_kib(*p)).sum::<u64>();
     let before = rss();
-    let opened = open_many(t, kind, 0, count, rate, 2000).await?;
+    let count = users.end.saturating_sub(users.start);
+    let opened = open_many(t, kind, users.start, count, rate, 2000).await?;
     tokio::time::sleep(settle).await;
     let after = rss();
     tokio::time::sleep(hold).await;

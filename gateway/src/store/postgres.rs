@@ -30,6 +30,25 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// A frozen or unreachable database: the caller answers now instead of hanging.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How long a handshake's identity query may take, waiting for a connection included: a frozen
+/// database makes handshakes answer `Service unavailable` within this, not when TCP gives up.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one re-validation batch (thousands of sessions) may take.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `op`, or [`StoreError::Timeout`] once `limit` passed.
+async fn bounded<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, op)
+        .await
+        .map_err(|_| StoreError::Timeout(limit))?
 }
 
 /// What the handshake needs to know of a user and the token's session.
@@ -81,7 +100,9 @@ impl PgStore {
     /// Builds the pool without connecting: a database that is down at start-up only makes the
     /// replica not-ready.
     pub fn new(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let pg = tokio_postgres::Config::from_str(settings.url.expose())?;
+        let mut pg = tokio_postgres::Config::from_str(settings.url.expose())?;
+        // A database host that drops packets must not hold a connection attempt for minutes.
+        pg.connect_timeout(POOL_TIMEOUT);
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -101,6 +122,14 @@ impl PgStore {
 
     /// The user `user_id` and the session whose `jti` is `sid`; `None` when there is no such user.
     pub async fn identity(
+        &self,
+        user_id: Uuid,
+        sid: &str,
+    ) -> Result<Option<IdentityRow>, StoreError> {
+        bounded(QUERY_TIMEOUT, self.identity_unbounded(user_id, sid)).await
+    }
+
+    async fn identity_unbounded(
         &self,
         user_id: Uuid,
         sid: &str,
@@ -129,24 +158,27 @@ impl PgStore {
         }))
     }
 
-    /// The pool's connections now (metrics).
     /// The sessions among `jtis` that exist (one round trip; a missing one is gone).
     pub async fn sessions(&self, jtis: &[String]) -> Result<Vec<SessionStanding>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(SESSIONS_SQL).await?;
-        let rows = client.query(&stmt, &[&jtis]).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SessionStanding {
-                    jti: row.try_get(0)?,
-                    user_id: row.try_get(1)?,
-                    revoked: row.try_get(2)?,
-                    access_expired: row.try_get::<_, Option<bool>>(3)?.unwrap_or(false),
+        bounded(BATCH_TIMEOUT, async {
+            let client = self.pool.get().await?;
+            let stmt = client.prepare_cached(SESSIONS_SQL).await?;
+            let rows = client.query(&stmt, &[&jtis]).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(SessionStanding {
+                        jti: row.try_get(0)?,
+                        user_id: row.try_get(1)?,
+                        revoked: row.try_get(2)?,
+                        access_expired: row.try_get::<_, Option<bool>>(3)?.unwrap_or(false),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
+    /// The pool's connections now (metrics).
     pub fn usage(&self) -> crate::telemetry::metrics::PoolUsage {
         let status = self.pool.status();
         crate::telemetry::metrics::PoolUsage {
@@ -158,8 +190,11 @@ impl PgStore {
 
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client.simple_query("SELECT 1").await?;
-        Ok(())
+        bounded(QUERY_TIMEOUT, async {
+            let client = self.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
     }
 }

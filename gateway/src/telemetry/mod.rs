@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Metadata, level_filters::LevelFilter, subscriber::Interest};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::Targets,
+    filter::{FilterExt, Targets, filter_fn},
     fmt::{self, writer::BoxMakeWriter},
     layer::{Context, Filter, SubscriberExt},
     util::SubscriberInitExt,
@@ -134,10 +134,15 @@ pub fn init(
             .boxed(),
     };
     let provider = traces.map(traces::provider).transpose()?;
-    // Only the gateway's own spans are exported.
-    let spans = provider
-        .as_ref()
-        .map(|p| traces::layer(p).with_filter(Targets::new().with_target("gateway", Level::INFO)));
+    // Only the gateway's own spans are exported, and not log events as span events: log lines
+    // already name their span, and each event copied into a span is work and bytes per export.
+    let spans = provider.as_ref().map(|p| {
+        traces::layer(p).with_filter(
+            Targets::new()
+                .with_target("gateway", Level::INFO)
+                .and(filter_fn(|meta| meta.is_span())),
+        )
+    });
     let _ = tracing_subscriber::registry()
         .with(lines)
         .with(spans)
