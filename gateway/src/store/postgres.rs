@@ -35,8 +35,8 @@ pub enum StoreError {
     Timeout(Duration),
 }
 
-/// How long a handshake's identity query may take, waiting for a connection included: a frozen
-/// database makes handshakes answer `Service unavailable` within this, not when TCP gives up.
+/// How long a handshake's identity query may take once it has a connection: a frozen database
+/// makes handshakes answer `Service unavailable` within this, not when TCP gives up.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one re-validation batch (thousands of sessions) may take.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -126,17 +126,15 @@ impl PgStore {
         user_id: Uuid,
         sid: &str,
     ) -> Result<Option<IdentityRow>, StoreError> {
-        bounded(QUERY_TIMEOUT, self.identity_unbounded(user_id, sid)).await
-    }
-
-    async fn identity_unbounded(
-        &self,
-        user_id: Uuid,
-        sid: &str,
-    ) -> Result<Option<IdentityRow>, StoreError> {
+        // A burst of handshakes queues for a connection (bounded by the pool's wait timeout);
+        // the query itself is bounded on its own.
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(IDENTITY_SQL).await?;
-        let Some(row) = client.query_opt(&stmt, &[&user_id, &sid]).await? else {
+        let row = bounded(QUERY_TIMEOUT, async {
+            let stmt = client.prepare_cached(IDENTITY_SQL).await?;
+            Ok(client.query_opt(&stmt, &[&user_id, &sid]).await?)
+        })
+        .await?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let session = match row.try_get::<_, Option<Uuid>>(3)? {
@@ -160,8 +158,8 @@ impl PgStore {
 
     /// The sessions among `jtis` that exist (one round trip; a missing one is gone).
     pub async fn sessions(&self, jtis: &[String]) -> Result<Vec<SessionStanding>, StoreError> {
+        let client = self.pool.get().await?;
         bounded(BATCH_TIMEOUT, async {
-            let client = self.pool.get().await?;
             let stmt = client.prepare_cached(SESSIONS_SQL).await?;
             let rows = client.query(&stmt, &[&jtis]).await?;
             rows.iter()
@@ -190,8 +188,8 @@ impl PgStore {
 
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
         bounded(QUERY_TIMEOUT, async {
-            let client = self.pool.get().await?;
             client.simple_query("SELECT 1").await?;
             Ok(())
         })
