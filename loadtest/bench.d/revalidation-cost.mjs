@@ -1,6 +1,6 @@
 // The cost of session re-validation (lifecycle.md) at COUNT connected sockets (default 19,800: a
 // process here is capped at 20,000 open files, the replica's included) on one cluster-mode replica,
-// held by two loadgen processes as distinct users: the duration of a round (its batched queries, from the replica's
+// held by two loadgen processes as distinct users, connecting at 500/s each (the bench's idle rate): the duration of a round (its batched queries, from the replica's
 // gateway_session_revalidation_seconds) and the CPU it adds to the replica and to PostgreSQL,
 // from a HOLD_SECS idle hold with a round every second against the same hold with re-validation
 // off. Writes loadtest/results/revalidation-cost.json and prints a Markdown table.
@@ -57,7 +57,7 @@ async function measure(name, revalidateMs) {
   try {
     const half = Math.floor(count / 2);
     const idle = Promise.all([[0, half], [half, count - half]].map(([first, n]) => runLoadgen(db, ['idle', '--first', String(first),
-      '--count', String(n), '--servers', addr, '--hold-secs', String(holdSecs + 20)], { bin: LOADGEN })));
+      '--count', String(n), '--rate', '500', '--servers', addr, '--hold-secs', String(holdSecs + 40)], { bin: LOADGEN })));
     const failed = idle.then(() => false, (error) => error);
     await eventually(async () => {
       const error = await Promise.race([failed, Promise.resolve(false)]);

@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Level, Metadata, level_filters::LevelFilter, subscriber::Interest};
 use tracing_subscriber::{
     EnvFilter, Layer, Registry,
-    filter::{FilterExt, Targets, filter_fn},
+    filter::Targets,
     fmt::{self, writer::BoxMakeWriter},
     layer::{Context, Filter, SubscriberExt},
     util::SubscriberInitExt,
@@ -72,6 +72,37 @@ where
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         if meta.is_span() || !shown(meta) {
+            return Interest::never();
+        }
+        Filter::<S>::callsite_enabled(&self.0, meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0)
+    }
+}
+
+/// Which callsites the trace exporter sees: the gateway's own spans, and no log events (log
+/// lines already name their span; an event copied into a span is work and bytes per export).
+/// Decided once per callsite, so nothing is checked again on each span or event.
+struct GatewaySpans(Targets);
+
+impl Default for GatewaySpans {
+    fn default() -> Self {
+        Self(Targets::new().with_target("gateway", Level::INFO))
+    }
+}
+
+impl<S> Filter<S> for GatewaySpans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        meta.is_span() && Filter::enabled(&self.0, meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if !meta.is_span() {
             return Interest::never();
         }
         Filter::<S>::callsite_enabled(&self.0, meta)
@@ -134,15 +165,9 @@ pub fn init(
             .boxed(),
     };
     let provider = traces.map(traces::provider).transpose()?;
-    // Only the gateway's own spans are exported, and not log events as span events: log lines
-    // already name their span, and each event copied into a span is work and bytes per export.
-    let spans = provider.as_ref().map(|p| {
-        traces::layer(p).with_filter(
-            Targets::new()
-                .with_target("gateway", Level::INFO)
-                .and(filter_fn(|meta| meta.is_span())),
-        )
-    });
+    let spans = provider
+        .as_ref()
+        .map(|p| traces::layer(p).with_filter(GatewaySpans::default()));
     let _ = tracing_subscriber::registry()
         .with(lines)
         .with(spans)
