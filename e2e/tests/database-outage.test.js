@@ -37,6 +37,17 @@ async function refusedQuickly(token) {
   return { message, ms: Date.now() - started };
 }
 
+/** Resolves with a greeted socket once a handshake of `token` succeeds again. */
+function reconnected(nsp, token, what) {
+  return eventually(async () => {
+    try {
+      return await connectAs(replica, nsp, token);
+    } catch {
+      return null;
+    }
+  }, 10000, 200, what);
+}
+
 async function metric(name, labels) {
   const text = await (await fetch(`${replica.internalUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
@@ -69,13 +80,7 @@ test('a frozen database: handshakes refused within a second, sockets keep workin
     server.thaw();
   }
 
-  const greeted = await eventually(async () => {
-    try {
-      return await connectAs(replica, '/drivers', waiting.token);
-    } catch {
-      return null;
-    }
-  }, 10000, 200, 'a handshake to succeed after the thaw');
+  const greeted = await reconnected('/drivers', waiting.token, 'a handshake to succeed after the thaw');
   assert.equal(greeted.connected, true, 'handshakes succeed again once it answers');
   greeted.close();
   socket.close();
@@ -93,13 +98,7 @@ test('a stopped database: refused at once, recovered when it returns', async () 
   } finally {
     await server.start();
   }
-  const greeted = await eventually(async () => {
-    try {
-      return await connectAs(replica, '/passengers', u.token);
-    } catch {
-      return null;
-    }
-  }, 10000, 200, 'a handshake to succeed after the restart');
+  const greeted = await reconnected('/passengers', u.token, 'a handshake to succeed after the restart');
   assert.equal(greeted.connected, true);
   greeted.close();
   socket.close();

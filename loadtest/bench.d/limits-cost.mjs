@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDatabase, startReplica, loadgen as runLoadgen } from '../../e2e/lib/harness.js';
+import { alternate, medians } from './rounds.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');
@@ -38,23 +39,10 @@ async function measure(name, env) {
   }
 }
 
-const runs = [];
-for (let round = 0; round < rounds; round++) {
-  const order = round % 2 === 0 ? Object.keys(variants) : Object.keys(variants).reverse();
-  for (const name of order) {
-    const r = await measure(name, variants[name]);
-    console.error(JSON.stringify(r));
-    runs.push({ round, ...r });
-  }
-}
+const runs = await alternate(rounds, variants, measure);
 await db.drop();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const summary = Object.keys(variants).map((name) => {
-  const mine = runs.filter((r) => r.variant === name);
-  return { variant: name, server_us: median(mine.map((r) => r.server_us)), redis_us: median(mine.map((r) => r.redis_us)),
-    postgres_us: median(mine.map((r) => r.postgres_us)) };
-});
+const summary = medians(runs, variants, ['server_us', 'redis_us', 'postgres_us']);
 const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30) };
 mkdirSync(path.join(root, 'loadtest/results'), { recursive: true });
 writeFileSync(path.join(root, 'loadtest/results/limits-cost.json'), JSON.stringify({ machine, rounds, runs, summary }, null, 2));

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDatabase, startReplica, loadgen as runLoadgen } from '../../e2e/lib/harness.js';
+import { alternate, medians } from './rounds.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');
@@ -68,25 +69,14 @@ async function measure(name, env) {
   }
 }
 
-const runs = [];
-for (let round = 0; round < rounds; round++) {
-  const order = round % 2 === 0 ? Object.keys(variants) : Object.keys(variants).reverse();
-  for (const name of order) {
-    const r = await measure(name, variants[name]);
-    console.error(JSON.stringify(r));
-    runs.push({ round, ...r });
-  }
-}
+const runs = await alternate(rounds, variants, measure);
 server.close();
 await db.drop();
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const summary = Object.keys(variants).map((name) => {
-  const mine = runs.filter((r) => r.variant === name);
+const summary = medians(runs, variants, ['handshake_us', 'update_us']).map((m) => {
+  const mine = runs.filter((r) => r.variant === m.variant);
   return {
-    variant: name,
-    handshake_us: median(mine.map((r) => r.handshake_us)),
-    update_us: median(mine.map((r) => r.update_us)),
+    ...m,
     exports: mine.reduce((s, r) => s + r.exports, 0),
     exported_bytes: mine.reduce((s, r) => s + r.exported_bytes, 0),
   };
