@@ -25,6 +25,10 @@ use crate::{
     telemetry::metrics::{self, DisconnectReason},
 };
 
+/// How long a handshake waits for the rate check: a Redis that does not answer (an outage waits
+/// for the command timeout, 3 s) must not hold every handshake.
+const RATE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Refused CONNECTs one Engine.IO connection may send before its transport is closed: enough
 /// for a client whose every namespace is refused once, and a retry.
 pub const REFUSED_CONNECTS_PER_CONNECTION: u32 = 3;
@@ -56,16 +60,23 @@ pub async fn check_handshake_rate(
     if limits.handshake_rate == 0 {
         return Ok(());
     }
-    match svc
-        .state
-        .handshake_allowed(&claims.sub, limits.handshake_rate, limits.handshake_window)
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(HandshakeError::TooManyConnections),
-        Err(error) => {
+    let counted = tokio::time::timeout(
+        RATE_CHECK_TIMEOUT,
+        svc.state
+            .handshake_allowed(&claims.sub, limits.handshake_rate, limits.handshake_window),
+    )
+    .await;
+    match counted {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(HandshakeError::TooManyConnections),
+        Ok(Err(error)) => {
             metrics::redis_error("handshake_rate");
             tracing::warn!(%error, "handshake rate not checked: state unavailable");
+            Ok(())
+        }
+        Err(_) => {
+            metrics::redis_error("handshake_rate");
+            tracing::warn!("handshake rate not checked: state too slow");
             Ok(())
         }
     }
