@@ -96,19 +96,6 @@ impl Gatekeeper {
         &self.node
     }
 
-    /// The whole handshake: the token (step 1), then [`Self::verify`] and [`Self::identify`].
-    pub async fn admit(
-        &self,
-        ns: Namespace,
-        auth: Option<&Value>,
-        headers: &HeaderMap,
-    ) -> Result<Identity, HandshakeError> {
-        // 1. token
-        let token = token_from(auth, headers).ok_or(HandshakeError::MissingToken)?;
-        let claims = self.verify(token)?;
-        self.identify(ns, claims).await
-    }
-
     /// Steps 2 and 3: signature, algorithm, expiry, then `sub` and `sid`. No I/O: shared by the
     /// handshake and an in-band refresh.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, HandshakeError> {

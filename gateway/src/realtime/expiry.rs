@@ -172,6 +172,19 @@ pub fn rfc3339_ms(ms: u64) -> String {
         .unwrap_or_else(|_| format_rfc3339(OffsetDateTime::UNIX_EPOCH))
 }
 
+/// Starts watching socket `s`, which expires at `expires_at_ms` (a new socket, or one just
+/// refreshed), and warns it at once when that is already inside the lead.
+pub fn watch<A: Adapter>(
+    deadlines: &Deadlines,
+    s: &SocketRef<A>,
+    ns: Namespace,
+    expires_at_ms: u64,
+) {
+    if deadlines.watch(ns, s.id, expires_at_ms, now_ms()) {
+        warn(s, expires_at_ms);
+    }
+}
+
 /// Tells a socket its access ends soon: refresh now.
 pub fn warn<A: Adapter>(s: &SocketRef<A>, expires_at_ms: u64) {
     let notice = TokenExpiring {

@@ -420,12 +420,7 @@ async fn connected<A: Adapter>(
     if let Some(started) = started {
         metrics::handshake(ns, "ok", started);
     }
-    if svc
-        .deadlines
-        .watch(ns, s.id, ctx.expires_at_ms, expiry::now_ms())
-    {
-        expiry::warn(&s, ctx.expires_at_ms);
-    }
+    expiry::watch(&svc.deadlines, &s, ns, ctx.expires_at_ms);
     limits::register(&svc, &io, ns, ctx.user_id(), &s).await;
     tracing::info!(
         nsp = s.ns(), socket = %s.id, user = ctx.user_id(), sid = ctx.sid(),

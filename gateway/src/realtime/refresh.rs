@@ -19,7 +19,7 @@ use super::{
     Services,
     ack::{EventError, Reply, reply},
     context::SocketContext,
-    expiry::{self, now_ms, rfc3339_ms},
+    expiry::{self, rfc3339_ms},
 };
 use crate::auth::handshake::HandshakeError;
 
@@ -58,9 +58,7 @@ pub async fn refresh<A: Adapter>(
     }
     s.extensions.insert(fresh.clone());
     svc.deadlines.forget(ns, s.id, current.expires_at_ms);
-    if svc.deadlines.watch(ns, s.id, fresh.expires_at_ms, now_ms()) {
-        expiry::warn(s, fresh.expires_at_ms);
-    }
+    expiry::watch(&svc.deadlines, s, ns, fresh.expires_at_ms);
     tracing::info!(
         nsp = %ns, socket = %s.id, user = fresh.user_id(), sid = fresh.sid(),
         "socket refreshed"
