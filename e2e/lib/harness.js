@@ -290,10 +290,13 @@ export async function freePort() {
   return port;
 }
 
-/** A throwaway redis-server on its own port (for tests that stop and restart Redis). */
-export async function startRedis(port) {
+/**
+ * A throwaway redis-server on its own port (for tests that stop and restart Redis). It keeps no
+ * data across a restart unless the test runs `SAVE` and passes the same `dir` again.
+ */
+export async function startRedis(port, { dir = mkdtempSync(path.join(tmpdir(), 'gw-redis-')) } = {}) {
   port ??= await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const ready = new Promise((resolve, reject) => {
@@ -306,7 +309,15 @@ export async function startRedis(port) {
   const exited = once(child, 'exit');
   return {
     port,
+    dir,
     url: `redis://127.0.0.1:${port}`,
+    /** SIGSTOP: connections stay open and nothing answers, as on a frozen host. */
+    freeze() {
+      child.kill('SIGSTOP');
+    },
+    thaw() {
+      child.kill('SIGCONT');
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;

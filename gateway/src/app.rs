@@ -149,7 +149,7 @@ impl Application {
                 }
                 let upkeep = presence::spawn_upkeep(
                     started.io.clone(),
-                    started.state.clone(),
+                    started.presence.clone(),
                     node.clone(),
                     settings.node_ttl,
                 );
@@ -326,6 +326,7 @@ async fn start_socketio(
             settings.lifetime,
             deadlines,
         ));
+        let presence = services.presence.clone();
         let (layer, io) = Io::single(settings, services);
         let sessions = Arc::new(SessionEvents::new(io.clone(), None));
         return Ok((
@@ -334,6 +335,7 @@ async fn start_socketio(
                 io,
                 state,
                 sessions,
+                presence,
             },
         ));
     };
@@ -370,6 +372,7 @@ async fn start_socketio(
         settings.lifetime,
         deadlines,
     ));
+    let presence = services.presence.clone();
     let (layer, io) = Io::cluster(settings, services, adapter).await?;
     clients
         .auth_events
@@ -392,6 +395,7 @@ async fn start_socketio(
             io,
             state,
             sessions,
+            presence,
         },
     ))
 }

@@ -96,8 +96,11 @@ impl Health {
         (redis, self.database.usage())
     }
 
-    /// `/readyz`: listeners bound and serving, database reachable, adapter connected (cluster
-    /// mode), not draining.
+    /// `/readyz`: listeners bound and serving, database reachable, not draining. In cluster
+    /// mode serving implies the adapter subscribed once; a later Redis outage is reported in
+    /// `checks.redis` but keeps the replica ready: every replica shares that Redis, and taking
+    /// them all out of rotation would refuse handshakes they can still complete
+    /// (docs/operations.md, "Redis down").
     pub async fn readiness(&self, cluster: bool) -> Readiness {
         let database = Check::from(
             tokio::time::timeout(std::time::Duration::from_secs(2), self.database.ping())
@@ -113,7 +116,7 @@ impl Health {
         let serving = self.serving.load(Ordering::SeqCst);
         let draining = self.is_draining();
         Readiness {
-            ready: serving && !draining && database.ok && redis.as_ref().is_none_or(|r| r.ok),
+            ready: serving && !draining && database.ok,
             serving,
             draining,
             database,

@@ -33,7 +33,7 @@ pub use probes::healthz;
 use crate::{
     config::Secret,
     health::Health,
-    realtime::{Io, sessions::SessionEvents},
+    realtime::{Io, presence::LocalPresence, sessions::SessionEvents},
     state::StateEngine,
 };
 
@@ -56,6 +56,7 @@ pub struct Live {
     pub io: Io,
     pub state: Arc<dyn StateEngine>,
     pub sessions: Arc<SessionEvents>,
+    pub presence: Arc<LocalPresence>,
 }
 
 impl InternalState {

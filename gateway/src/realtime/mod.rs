@@ -72,7 +72,7 @@ pub struct Services {
     pub lifetime: LifetimeSettings,
     /// Every socket's next expiry deadline.
     pub deadlines: Arc<Deadlines>,
-    pub presence: LocalPresence,
+    pub presence: Arc<LocalPresence>,
     pub admin_throttle: AdminLocationThrottle,
     /// Events no handler knows, ignored; counted for operators.
     pub unknown_events: AtomicU64,
@@ -87,10 +87,10 @@ impl Services {
     ) -> Self {
         Self {
             gate,
-            state,
             lifetime,
             deadlines,
-            presence: LocalPresence::default(),
+            presence: Arc::new(LocalPresence::new(state.clone())),
+            state,
             admin_throttle: AdminLocationThrottle::default(),
             unknown_events: AtomicU64::new(0),
         }
@@ -367,7 +367,7 @@ async fn connected<A: Adapter>(
                     drivers::location(&svc, &io, ctx.user_id(), payload).await
                 },
             );
-            svc.presence.opened(svc.state.as_ref(), ctx.user_id()).await;
+            svc.presence.opened(ctx.user_id()).await;
         }
         Namespace::Admin => {
             on_event(&s, &svc, ADMIN_STATS, |svc, _, _, _, _| async move {
@@ -493,7 +493,7 @@ async fn on_disconnect<A: Adapter>(
         limits::unregister(&svc, ns, ctx.user_id(), &s).await;
     }
     if let (Namespace::Drivers, Some(ctx)) = (ns, ctx.as_deref()) {
-        svc.presence.closed(svc.state.as_ref(), ctx.user_id()).await;
+        svc.presence.closed(ctx.user_id()).await;
     }
     tracing::info!(
         nsp = s.ns(), socket = %s.id,

@@ -8,7 +8,7 @@
 
 use fred::{
     clients::{Client, SubscriberClient},
-    interfaces::{EventInterface, PubsubInterface},
+    interfaces::{ClientLike, EventInterface, PubsubInterface},
 };
 use std::{
     collections::HashMap,
@@ -90,8 +90,16 @@ impl SessionEvents {
             tracestate: tracestate.flatten(),
         };
         let payload = serde_json::to_string(&message).unwrap_or_default();
-        let publish = client.publish::<u64, _, _>(channel.as_str(), payload);
-        let published = traces::leaf(redis_span("PUBLISH", "PUBLISH auth-events"), publish).await;
+        let published = if client.is_connected() {
+            let publish = client.publish::<u64, _, _>(channel.as_str(), payload);
+            traces::leaf(redis_span("PUBLISH", "PUBLISH auth-events"), publish).await
+        } else {
+            // fred would hold the message until it reconnects: fail now, apply locally below.
+            Err(fred::error::Error::new(
+                fred::error::ErrorKind::IO,
+                "Redis connection down",
+            ))
+        };
         match published {
             Ok(replicas) => Ok(Published::Broadcast { replicas }),
             Err(error) => {

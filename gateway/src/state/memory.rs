@@ -152,11 +152,29 @@ impl StateEngine for MemoryState {
         Ok(())
     }
 
+    async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let offline_at = Instant::now() + self.settings.presence_grace;
+        for (id, record) in inner.drivers.iter_mut() {
+            let held = drivers.contains(id);
+            if record.present && !held {
+                record.offline_at = Some(offline_at);
+            } else if held {
+                record.offline_at = None;
+            }
+            record.present = held;
+        }
+        for driver in drivers {
+            inner.drivers.entry(driver.clone()).or_default().present = true;
+        }
+        Ok(())
+    }
+
     async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
         Ok(self.lock().drivers.get(driver).is_some_and(|r| r.present))
     }
 
-    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError> {
+    async fn expire_presence(&self, _reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
         let now = Instant::now();
         let mut inner = self.lock();
         let mut changes = Vec::new();
@@ -224,9 +242,10 @@ impl StateEngine for MemoryState {
         Ok(true)
     }
 
-    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError> {
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError> {
+        // One process: its lease cannot lapse or be reaped.
         self.lock().stats = stats.clone();
-        Ok(())
+        Ok(true)
     }
 
     async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {
@@ -391,17 +410,41 @@ mod tests {
         s.presence_opened("d").await.expect("open");
         s.presence_closed("d").await.expect("close");
         s.presence_opened("d").await.expect("reopen");
-        assert!(s.expire_presence().await.expect("sweep").is_empty());
+        assert!(s.expire_presence(true).await.expect("sweep").is_empty());
         s.presence_closed("d").await.expect("close");
-        let changes = s.expire_presence().await.expect("sweep");
+        let changes = s.expire_presence(true).await.expect("sweep");
         assert_eq!(changes.len(), 1);
         assert_eq!(
             s.driver_state("d").await.expect("state").map(|d| d.status),
             Some(DriverStatus::Offline)
         );
         assert!(
-            s.expire_presence().await.expect("sweep").is_empty(),
+            s.expire_presence(true).await.expect("sweep").is_empty(),
             "reported once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resync_makes_the_held_drivers_present_and_releases_the_others() {
+        let s = engine(0);
+        for d in ["left", "stayed"] {
+            s.set_status(d, DriverStatus::Online, "t")
+                .await
+                .expect("status");
+            s.presence_opened(d).await.expect("open");
+        }
+        s.presence_resync(&["stayed".into(), "joined".into()])
+            .await
+            .expect("resync");
+        assert!(!s.is_present("left").await.expect("left"));
+        assert!(s.is_present("stayed").await.expect("stayed"));
+        assert!(s.is_present("joined").await.expect("joined"));
+        let changes = s.expire_presence(true).await.expect("sweep");
+        let offline: Vec<_> = changes.iter().map(|c| c.driver_id.as_str()).collect();
+        assert_eq!(
+            offline,
+            ["left"],
+            "only the released driver's grace ran out"
         );
     }
 

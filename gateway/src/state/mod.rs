@@ -25,6 +25,13 @@ use shared::{
 #[error("state store unavailable: {0}")]
 pub struct StateError(pub String);
 
+impl StateError {
+    /// The store's connection is down: nothing was sent.
+    pub fn unavailable() -> Self {
+        Self("Redis connection down".into())
+    }
+}
+
 impl From<fred::error::Error> for StateError {
     fn from(e: fred::error::Error) -> Self {
         Self(e.to_string())
@@ -163,20 +170,28 @@ pub trait StateEngine: Send + Sync {
     /// goes OFFLINE after the grace period unless a socket opens again.
     async fn presence_closed(&self, driver: &str) -> Result<(), StateError>;
 
+    /// Replaces what the store knows of this replica's drivers with `drivers` (those it holds a
+    /// socket of): each is present again; any other driver recorded as held here is released and
+    /// starts its grace if no replica holds it.
+    async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError>;
+
     /// Whether `driver` has a socket on a live replica.
     async fn is_present(&self, driver: &str) -> Result<bool, StateError>;
 
-    /// Applies what is due: replicas whose lease lapsed lose their drivers, and drivers gone past
-    /// their grace become OFFLINE. Each change is returned once, to one replica.
-    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError>;
+    /// Applies what is due: replicas whose lease lapsed lose their drivers (when `reap_lapsed`),
+    /// and drivers gone past their grace become OFFLINE. Each change is returned once, to one
+    /// replica.
+    async fn expire_presence(&self, reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError>;
 
     async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError>;
 
     /// Compare-and-set: `false` when the trip changed since it was read (the caller re-decides).
     async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError>;
 
-    /// Renews this replica's lease and publishes its socket counts.
-    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError>;
+    /// Renews this replica's lease and publishes its socket counts. `false`: the lease was not
+    /// live before (first renewal, lapsed, reaped by another replica, or lost with Redis's data),
+    /// so what the store knows of this replica's drivers may be gone.
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError>;
 
     /// Every replica whose lease is alive, with its last reported counts.
     async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError>;

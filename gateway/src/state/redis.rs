@@ -11,7 +11,7 @@
 //! (or one with all keys on one shard), not a sharded Redis Cluster.
 
 use async_trait::async_trait;
-use fred::{clients::Client, types::Value, types::scripts::Script};
+use fred::{clients::Client, interfaces::ClientLike, types::Value, types::scripts::Script};
 use shared::{
     events::{DriverStatus, TripStatus},
     namespace::Namespace,
@@ -34,6 +34,7 @@ struct Scripts {
     drivers_nearby: Named,
     presence_opened: Named,
     presence_closed: Named,
+    presence_resync: Named,
     is_present: Named,
     reap_nodes: Named,
     expire_drivers: Named,
@@ -67,6 +68,7 @@ impl Scripts {
             drivers_nearby: named("drivers_nearby", include_str!("lua/drivers_nearby.lua")),
             presence_opened: named("presence_opened", include_str!("lua/presence_opened.lua")),
             presence_closed: named("presence_closed", include_str!("lua/presence_closed.lua")),
+            presence_resync: named("presence_resync", include_str!("lua/presence_resync.lua")),
             is_present: named("is_present", include_str!("lua/is_present.lua")),
             reap_nodes: named("reap_nodes", include_str!("lua/reap_nodes.lua")),
             expire_drivers: named("expire_drivers", include_str!("lua/expire_drivers.lua")),
@@ -166,6 +168,7 @@ impl RedisState {
                 self.settings.presence_grace.as_millis().to_string(),
                 REAP_BATCH.into(),
                 node.unwrap_or_default().to_owned(),
+                self.settings.node_id.clone(),
             ],
         )
         .await?;
@@ -179,6 +182,11 @@ impl RedisState {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, StateError> {
+        // While the connection is down fred would queue the call until it reconnects: fail at
+        // once instead (a frozen Redis is bounded by the command timeout).
+        if !self.client.is_connected() {
+            return Err(StateError::unavailable());
+        }
         let call = script
             .script
             .evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
@@ -347,6 +355,22 @@ impl StateEngine for RedisState {
         Ok(())
     }
 
+    async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError> {
+        let mut args = vec![
+            self.prefix.clone(),
+            self.settings.node_id.clone(),
+            self.settings.presence_grace.as_millis().to_string(),
+        ];
+        args.extend(drivers.iter().cloned());
+        self.run(
+            &self.scripts.presence_resync,
+            vec![self.node_key("drivers"), self.pending_key()],
+            args,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
         let reply = self
             .run(
@@ -358,8 +382,10 @@ impl StateEngine for RedisState {
         Ok(reply.as_i64() == Some(1))
     }
 
-    async fn expire_presence(&self) -> Result<Vec<StatusChange>, StateError> {
-        self.reap_nodes(None).await?;
+    async fn expire_presence(&self, reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
+        if reap_lapsed {
+            self.reap_nodes(None).await?;
+        }
         let at = now_rfc3339();
         let changed = self
             .run(
@@ -429,19 +455,20 @@ impl StateEngine for RedisState {
         Ok(written.as_i64() == Some(1))
     }
 
-    async fn renew_lease(&self, stats: &NodeStats) -> Result<(), StateError> {
+    async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError> {
         let json = serde_json::to_string(stats).map_err(|e| StateError(e.to_string()))?;
-        self.run(
-            &self.scripts.renew_lease,
-            vec![self.nodes_key(), self.node_key("stats")],
-            vec![
-                self.settings.node_id.clone(),
-                self.settings.node_ttl.as_millis().to_string(),
-                json,
-            ],
-        )
-        .await?;
-        Ok(())
+        let was_live = self
+            .run(
+                &self.scripts.renew_lease,
+                vec![self.nodes_key(), self.node_key("stats")],
+                vec![
+                    self.settings.node_id.clone(),
+                    self.settings.node_ttl.as_millis().to_string(),
+                    json,
+                ],
+            )
+            .await?;
+        Ok(was_live.as_i64() == Some(1))
     }
 
     async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {

@@ -8,6 +8,7 @@
 
 use fred::{
     clients::Client,
+    interfaces::ClientLike,
     types::{Value, scripts::Script},
 };
 use std::sync::Arc;
@@ -110,6 +111,10 @@ struct BatchCall {
 
 impl BatchCall {
     async fn write(&self, mut batch: Vec<Report>) {
+        if !self.client.is_connected() {
+            // fred would hold the call until it reconnects: answer now.
+            return fail(&mut batch, &StateError::unavailable().0);
+        }
         let (redis_keys, args) = call_arguments(&self.keys, &batch);
         let reply = self
             .script
