@@ -13,7 +13,6 @@ use std::{
 };
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use axum::{
     Router,
     extract::Request,
@@ -23,11 +22,7 @@ use axum::{
 };
 use fred::interfaces::ClientLike;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use tokio::{
-    net::{TcpListener, TcpSocket},
-    sync::watch,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::watch};
 use tower::{
     Layer as _, Service, ServiceBuilder, ServiceExt, service_fn, util::BoxCloneSyncService,
 };
@@ -38,6 +33,7 @@ use crate::{
     config::ServeSettings,
     health::Health,
     internal::{self, InternalState, Live},
+    listener::{self, Limits},
     realtime::{
         Io, Layer, Services,
         expiry::{self, Deadlines},
@@ -63,10 +59,10 @@ pub struct Application {
 impl Application {
     /// Binds both listeners; nothing else is started.
     pub async fn bind(settings: ServeSettings) -> anyhow::Result<Self> {
-        let public = listen(settings.bind_addr, settings.listen_backlog)
+        let public = listener::listen(settings.bind_addr, settings.listen_backlog)
             .with_context(|| format!("cannot bind BIND_ADDR {}", settings.bind_addr))?;
-        let internal =
-            listen(settings.internal_bind_addr, INTERNAL_BACKLOG).with_context(|| {
+        let internal = listener::listen(settings.internal_bind_addr, INTERNAL_BACKLOG)
+            .with_context(|| {
                 format!(
                     "cannot bind INTERNAL_BIND_ADDR {}",
                     settings.internal_bind_addr
@@ -117,7 +113,19 @@ impl Application {
         let live = Arc::new(OnceLock::new());
         let (stop_tx, stop_rx) = watch::channel(false);
 
-        let internal_server = serve(
+        let public_limits = Limits {
+            name: "public",
+            max_connections: settings
+                .max_connections
+                .unwrap_or_else(listener::default_max_connections),
+            header_read_timeout: settings.header_read_timeout,
+        };
+        tracing::info!(
+            max_connections = public_limits.max_connections,
+            header_read_timeout_ms = settings.header_read_timeout.as_millis() as u64,
+            "public listener limits"
+        );
+        let internal_server = listener::serve(
             internal,
             internal::router(InternalState {
                 token: settings.internal_api_token.clone(),
@@ -125,12 +133,18 @@ impl Application {
                 live: live.clone(),
                 cluster: settings.redis.is_some(),
             }),
+            Limits {
+                name: "internal",
+                max_connections: listener::INTERNAL_MAX_CONNECTIONS,
+                header_read_timeout: settings.header_read_timeout,
+            },
             stop_rx.clone(),
         );
         let socket_app = Arc::new(OnceLock::<SocketService>::new());
-        let public_server = serve(
+        let public_server = listener::serve(
             public,
             public_router(health.clone(), socket_app.clone()),
+            public_limits,
             stop_rx,
         );
 
@@ -207,40 +221,6 @@ impl Application {
 /// Accept queue of the internal listener: backends and probes, not client storms.
 const INTERNAL_BACKLOG: u32 = 1024;
 
-/// Binds with an accept queue of `backlog` (tokio's `TcpListener::bind` always asks for 128).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // A restarted replica binds its port again while old connections sit in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
-fn serve(listener: TcpListener, router: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        // Without TCP_NODELAY, the CONNECT ack and `hello` (two small writes) wait on the
-        // client's delayed ACK: about 40 ms added to every handshake.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::warn!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(%error, "listener failed");
-        }
-    })
-}
-
 /// The Socket.IO service: built once, cloned per request (clones share the Engine.IO sessions;
 /// applying the layer again would start an empty session table).
 type SocketService = BoxCloneSyncService<Request, Response, Infallible>;
@@ -293,8 +273,9 @@ where
         .allow_headers(AllowHeaders::mirror_request());
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_request(detach_from_read_buffer)
             .layer(cors)
+            // After CORS, which reads the request's other headers.
+            .map_request(detach_from_read_buffer)
             .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
             .service(service),
     )

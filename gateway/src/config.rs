@@ -370,6 +370,11 @@ pub struct ServeSettings {
     /// Accept queue of the public listener (the kernel caps it at `net.core.somaxconn`): a burst
     /// of connects beyond it waits a second for a SYN retransmit.
     pub listen_backlog: u32,
+    /// Connections the public listener holds at once; `None`: derived from the open-file limit
+    /// at start-up.
+    pub max_connections: Option<usize>,
+    /// How long a connection may take to send a request head (and may idle between requests).
+    pub header_read_timeout: Duration,
     /// `driver:location` updates accepted per driver per second; the excess is RATE_LIMITED.
     pub location_rate_per_s: u32,
     /// How long a driver with no socket anywhere keeps their status before turning OFFLINE.
@@ -446,6 +451,18 @@ impl ServeSettings {
             shutdown_grace,
             drain_spread,
             listen_backlog: positive(src, &settings::LISTEN_BACKLOG)?,
+            max_connections: match src
+                .parsed_opt(&settings::MAX_CONNECTIONS, "a number of connections")?
+            {
+                Some(0) => {
+                    return Err(ConfigError {
+                        name: settings::MAX_CONNECTIONS.name,
+                        problem: "must be at least 1".into(),
+                    });
+                }
+                cap => cap,
+            },
+            header_read_timeout: src.millis(&settings::HEADER_READ_TIMEOUT_MS)?,
             location_rate_per_s: positive(src, &settings::LOCATION_RATE_PER_S)?,
             presence_grace: src.millis(&settings::PRESENCE_GRACE_MS)?,
             trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),

@@ -8,13 +8,16 @@
 //! - [`cli`]: subcommands (`serve`, `migrate`, `token`, `probe`, `settings`) and one flag per
 //!   setting.
 //! - [`app`]: one replica's life: bind, start, serve, drain on SIGTERM.
+//! - [`listener`]: the HTTP/1.1 listeners: connection cap, header-read timeout, head size.
 //! - [`auth`]: access-token verification and the handshake's steps; the one place that words
 //!   `connect_error` messages.
 //! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
-//! - [`realtime`]: namespaces, rooms, socket context, the cluster adapter, session revocation.
+//! - [`realtime`]: namespaces, rooms, socket context, the cluster adapter, session revocation,
+//!   session lifetime (expiry, refresh, re-validation, per-user limits), driver presence.
 //! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
 //! - [`health`]: readiness and drain state.
-//! - [`request_head`]: frees hyper's read buffer from the request heads Engine.IO keeps.
+//! - [`request_head`]: what Engine.IO keeps of a request's head: the few headers used, in
+//!   allocations of their own (not hyper's read buffer).
 //! - [`telemetry`]: logs (JSON with trace ids, or pretty), OpenTelemetry traces over OTLP,
 //!   Prometheus metrics.
 //!
@@ -26,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod internal;
+pub mod listener;
 pub mod realtime;
 pub mod request_head;
 pub mod settings;

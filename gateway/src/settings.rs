@@ -122,6 +122,10 @@ settings! {
         "the drain closes its connections evenly over this window (each with a reason clients reconnect from) so they do not all reconnect at once; `0`: all at once; must be shorter than `SHUTDOWN_GRACE_MS`";
     LISTEN_BACKLOG: Plain, Value("4096"),
         "accept queue of the public listener (the kernel caps it at `net.core.somaxconn`); a burst of connects beyond it waits a second for a SYN retransmit";
+    MAX_CONNECTIONS: Plain, Derived("the open-file limit (raised to its hard limit at start-up) less 1,024"),
+        "connections the public listener holds at once, WebSocket and polling alike; past it a new connection is closed at once and counted (`gateway_connections_refused_total`), so descriptors remain for the probes, the internal API, PostgreSQL and Redis";
+    HEADER_READ_TIMEOUT_MS: Plain, Value("10000"),
+        "a request head (at most 16 KB, else 431) must arrive within this time of the connection or of the previous response, or the connection is closed: a slow or silent client, or an idle keep-alive connection, holds nothing longer";
     TOKEN_REFRESH_LEAD_MS: Plain, Value("60000"),
         "how long before a socket's expiry (the earlier of its JWT `exp` and its session's `access_token_expires_at`) it receives `auth:token_expiring`; at the expiry it receives `auth:expired` and is disconnected";
     SESSION_REVALIDATE_MS: Plain, Value("60000"),

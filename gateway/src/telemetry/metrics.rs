@@ -132,6 +132,10 @@ fn describe() {
         "PostgreSQL pool connections by state."
     );
     describe_gauge!("gateway_db_pool_max", "PostgreSQL pool size limit.");
+    describe_counter!(
+        "gateway_connections_refused_total",
+        "Connections closed on arrival because the listener held its cap (MAX_CONNECTIONS)."
+    );
     describe_gauge!("gateway_ready", "1 while /readyz answers 200.");
     describe_gauge!("gateway_build_info", "Always 1; the version is a label.");
 }
@@ -263,6 +267,11 @@ pub fn offer(outcome: OfferOutcome) {
         OfferOutcome::Timeout => "timeout",
     };
     counter!("gateway_offers_total", "outcome" => outcome).increment(1);
+}
+
+/// A connection closed on arrival: `listener` (`public`, `internal`) held its cap.
+pub fn connection_refused(listener: &'static str) {
+    counter!("gateway_connections_refused_total", "listener" => listener).increment(1);
 }
 
 /// A failed Redis operation: `adapter_emit`, `adapter_disconnect`, `state`, `publish`, ...
