@@ -16,7 +16,7 @@ use anyhow::Context;
 use axum::{
     Router,
     extract::Request,
-    http::{Method, StatusCode},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -34,6 +34,7 @@ use crate::{
     health::Health,
     internal::{self, InternalState, Live},
     listener::{self, Limits},
+    origins::Origins,
     realtime::{
         Io, Layer, Services,
         expiry::{self, Deadlines},
@@ -143,7 +144,11 @@ impl Application {
         let socket_app = Arc::new(OnceLock::<SocketService>::new());
         let public_server = listener::serve(
             public,
-            public_router(health.clone(), socket_app.clone()),
+            public_router(
+                health.clone(),
+                socket_app.clone(),
+                Arc::new(settings.cors_origins.clone()),
+            ),
             public_limits,
             stop_rx,
         );
@@ -225,13 +230,21 @@ const INTERNAL_BACKLOG: u32 = 1024;
 /// applying the layer again would start an empty session table).
 type SocketService = BoxCloneSyncService<Request, Response, Infallible>;
 
-/// `/healthz`, and Socket.IO once it exists (503 until then).
-fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<SocketService>>) -> Router {
+/// `/healthz`, and Socket.IO once it exists (503 until then) for the allowed origins (403).
+fn public_router(
+    health: Arc<Health>,
+    socket_app: Arc<OnceLock<SocketService>>,
+    origins: Arc<Origins>,
+) -> Router {
     Router::new()
         .route("/healthz", get(internal::healthz).with_state(health))
         .fallback(move |request: Request| {
             let socket_app = socket_app.clone();
+            let allowed = origins.allows(request.headers().get(header::ORIGIN));
             async move {
+                if !allowed {
+                    return internal::ApiError::OriginNotAllowed.into_response();
+                }
                 match socket_app.get() {
                     Some(app) => match app.clone().oneshot(request).await {
                         Ok(response) => response,
@@ -243,19 +256,28 @@ fn public_router(health: Arc<Health>, socket_app: Arc<OnceLock<SocketService>>) 
         })
 }
 
-/// Socket.IO under `/socket.io/`, with CORS for browser clients (the guide's
-/// `origin: '*', credentials: true`: the origin is mirrored, as `*` cannot carry credentials).
-fn socket_service(layer: Layer) -> SocketService {
+/// Socket.IO under `/socket.io/`, with CORS for browser clients: the allowed origins, or with
+/// `CORS_ORIGINS=*` the guide's `origin: '*', credentials: true` (the origin is mirrored, as `*`
+/// cannot carry credentials).
+fn socket_service(layer: Layer, origins: &Origins) -> SocketService {
+    let allow_origin = match origins {
+        Origins::Any => AllowOrigin::mirror_request(),
+        Origins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
     let not_found = service_fn(|_: Request| async {
         Ok::<_, Infallible>(StatusCode::NOT_FOUND.into_response())
     });
     match layer {
-        Layer::Single(layer) => boxed(layer.layer(not_found)),
-        Layer::Cluster(layer) => boxed(layer.layer(not_found)),
+        Layer::Single(layer) => boxed(layer.layer(not_found), allow_origin),
+        Layer::Cluster(layer) => boxed(layer.layer(not_found), allow_origin),
     }
 }
 
-fn boxed<S, B>(service: S) -> SocketService
+fn boxed<S, B>(service: S, allow_origin: AllowOrigin) -> SocketService
 where
     S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>
         + Clone
@@ -267,7 +289,7 @@ where
     B::Error: Into<axum::BoxError>,
 {
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
+        .allow_origin(allow_origin)
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers(AllowHeaders::mirror_request());
@@ -311,7 +333,7 @@ async fn start_socketio(
         let (layer, io) = Io::single(settings, services);
         let sessions = Arc::new(SessionEvents::new(io.clone(), None));
         return Ok((
-            socket_service(layer),
+            socket_service(layer, &settings.cors_origins),
             Live {
                 io,
                 state,
@@ -371,7 +393,7 @@ async fn start_socketio(
         .await
         .context("cannot subscribe to the auth-events channel")?;
     Ok((
-        socket_service(layer),
+        socket_service(layer, &settings.cors_origins),
         Live {
             io,
             state,

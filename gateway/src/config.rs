@@ -370,6 +370,8 @@ pub struct ServeSettings {
     /// Accept queue of the public listener (the kernel caps it at `net.core.somaxconn`): a burst
     /// of connects beyond it waits a second for a SYN retransmit.
     pub listen_backlog: u32,
+    /// Browser origins allowed to open sockets (`CORS_ORIGINS`).
+    pub cors_origins: crate::origins::Origins,
     /// Connections the public listener holds at once; `None`: derived from the open-file limit
     /// at start-up.
     pub max_connections: Option<usize>,
@@ -451,6 +453,13 @@ impl ServeSettings {
             shutdown_grace,
             drain_spread,
             listen_backlog: positive(src, &settings::LISTEN_BACKLOG)?,
+            cors_origins: {
+                let raw: String = src.parsed(&settings::CORS_ORIGINS, "origins")?;
+                crate::origins::Origins::parse(&raw).map_err(|problem| ConfigError {
+                    name: settings::CORS_ORIGINS.name,
+                    problem,
+                })?
+            },
             max_connections: match src
                 .parsed_opt(&settings::MAX_CONNECTIONS, "a number of connections")?
             {

@@ -9,6 +9,7 @@
 //!   setting.
 //! - [`app`]: one replica's life: bind, start, serve, drain on SIGTERM.
 //! - [`listener`]: the HTTP/1.1 listeners: connection cap, header-read timeout, head size.
+//! - [`origins`]: `CORS_ORIGINS`, the browser origins allowed to open sockets.
 //! - [`auth`]: access-token verification and the handshake's steps; the one place that words
 //!   `connect_error` messages.
 //! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
@@ -30,6 +31,7 @@ pub mod config;
 pub mod health;
 pub mod internal;
 pub mod listener;
+pub mod origins;
 pub mod realtime;
 pub mod request_head;
 pub mod settings;

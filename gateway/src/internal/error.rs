@@ -35,6 +35,9 @@ pub enum ApiError {
     /// `/healthz` and Socket.IO before the namespaces exist or once draining.
     #[error("not accepting connections")]
     NotAccepting,
+    /// A Socket.IO request from a browser origin `CORS_ORIGINS` does not list.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
 }
 
 /// Why an offer was not delivered.
@@ -57,6 +60,7 @@ impl ApiError {
             Self::Unavailable(_) | Self::NotReady(_) | Self::NotAccepting => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
             }
+            Self::OriginNotAllowed => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             Self::NotDelivered(NotDelivered::NoSocket) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::NotDelivered(NotDelivered::NoAnswer) => {
                 (StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE")
