@@ -1,4 +1,7 @@
-//! `POST /internal/v1/emit`: generic push to rooms of the contract's kinds, cluster-wide.
+//! `POST /internal/v1/emit`: generic push to rooms of the contract's kinds, cluster-wide. The
+//! answer says how many sockets were in those rooms (cluster-wide, `null` when a replica did not
+//! answer within a second) and how many of this replica's could not queue the push (their
+//! transports were closed, so those clients reconnect).
 
 use axum::{Json, extract::State};
 use serde_json::{Value, json};
@@ -48,6 +51,9 @@ pub async fn emit(
         None => return Err(invalid("event is required")),
     };
     let data = body.remove("data").unwrap_or(Value::Null);
-    live.io.emit(ns, rooms, &event, &data).await?;
-    Ok(Json(json!({ "ok": true })))
+    let sockets = live.io.count(ns, rooms.clone()).await;
+    let emitted = live.io.emit(ns, rooms, &event, &data).await?;
+    Ok(Json(
+        json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),
+    ))
 }

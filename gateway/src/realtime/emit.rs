@@ -14,7 +14,7 @@ use shared::{
     namespace::Namespace,
     rooms,
 };
-use socketioxide::{SocketIo, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
 use super::Io;
 use crate::telemetry::metrics::{self, DisconnectReason};
@@ -24,29 +24,74 @@ use crate::telemetry::metrics::{self, DisconnectReason};
 #[error("delivered on this replica only: {0}")]
 pub struct ClusterUnreachable(pub String);
 
+/// What an emit did on this replica: sockets whose send buffer was full. socketioxide closed
+/// their transports (the clients reconnect, knowing they missed packets); other replicas do the
+/// same with theirs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Emitted {
+    pub dropped: usize,
+}
+
 pub async fn emit_to<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     ns: Namespace,
     rooms: Vec<String>,
     event: &str,
     data: &T,
-) -> Result<(), ClusterUnreachable> {
+) -> Result<Emitted, ClusterUnreachable> {
     let Some(op) = io.of(ns.path()) else {
-        return Ok(());
+        return Ok(Emitted::default());
     };
     metrics::emit(ns, event);
     match op.clone().to(rooms.clone()).emit(event, data).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Emitted::default()),
+        // The cluster heard it; some sockets of this replica could not queue it.
+        Err(BroadcastError::Socket(errors)) => Ok(dropped(ns, event, &errors)),
         Err(error) => {
             metrics::redis_error("adapter_emit");
-            if let Err(local) = op.local().to(rooms).emit(event, data).await {
-                tracing::warn!(error = %local, "local emit failed too");
-            }
-            tracing::warn!(%error, event, nsp = %ns, "cluster emit failed; delivered locally");
+            let local = match op.local().to(rooms).emit(event, data).await {
+                Ok(()) => Emitted::default(),
+                Err(BroadcastError::Socket(errors)) => dropped(ns, event, &errors),
+                Err(local) => {
+                    tracing::warn!(error = %local, "local emit failed too");
+                    Emitted::default()
+                }
+            };
+            tracing::warn!(%error, event, nsp = %ns, dropped = local.dropped, "cluster emit failed; delivered locally");
             Err(ClusterUnreachable(error.to_string()))
         }
     }
 }
+
+fn dropped(ns: Namespace, event: &str, errors: &[SocketError]) -> Emitted {
+    let full = errors
+        .iter()
+        .filter(|e| matches!(e, SocketError::InternalChannelFull))
+        .count();
+    if full > 0 {
+        metrics::pushes_dropped(ns, full);
+        tracing::warn!(event, nsp = %ns, sockets = full, "send buffers full: transports closed");
+    }
+    Emitted { dropped: full }
+}
+
+/// How many sockets, cluster-wide, are in any of `rooms` (each counted once); `None` when the
+/// other replicas did not answer in time.
+pub async fn count<A: Adapter>(
+    io: &SocketIo<A>,
+    ns: Namespace,
+    rooms: Vec<String>,
+) -> Option<usize> {
+    let op = io.of(ns.path())?;
+    tokio::time::timeout(COUNT_TIMEOUT, op.to(rooms).fetch_sockets())
+        .await
+        .ok()?
+        .ok()
+        .map(|sockets| sockets.len())
+}
+
+/// How long a push waits for the other replicas' socket counts.
+const COUNT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Disconnects every socket of session `sid`, in every namespace, on every replica (an admin's
 /// `admin:disconnect_session`). The `admin` disconnect counter counts this replica's sockets
@@ -127,10 +172,18 @@ impl Io {
         rooms: Vec<String>,
         event: &str,
         data: &T,
-    ) -> Result<(), ClusterUnreachable> {
+    ) -> Result<Emitted, ClusterUnreachable> {
         match self {
             Io::Single(io) => emit_to(io, ns, rooms, event, data).await,
             Io::Cluster(io) => emit_to(io, ns, rooms, event, data).await,
+        }
+    }
+
+    /// Sockets in any of `rooms`, cluster-wide.
+    pub async fn count(&self, ns: Namespace, rooms: Vec<String>) -> Option<usize> {
+        match self {
+            Io::Single(io) => count(io, ns, rooms).await,
+            Io::Cluster(io) => count(io, ns, rooms).await,
         }
     }
 

@@ -215,7 +215,14 @@ fn engine(settings: &ServeSettings) -> SocketIoBuilder<LocalAdapter> {
         // Memory per idle connection (docs/benchmarks.md): a smaller initial WebSocket read
         // buffer; it grows for larger messages.
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+        .max_buffer_size(SEND_BUFFER_PACKETS)
 }
+
+/// Packets queued per socket before an emit to it fails (socketioxide's default is 128). A
+/// polling client takes the whole queue at its next poll, so a burst of pushes to one passenger
+/// (300 at once were refused at 128) must fit; the queue allocates as it fills, so an idle
+/// socket pays nothing for the size.
+const SEND_BUFFER_PACKETS: usize = 1024;
 
 /// How often the drain closes its next share of connections.
 const DRAIN_TICK: Duration = Duration::from_millis(100);

@@ -133,6 +133,10 @@ fn describe() {
     );
     describe_gauge!("gateway_db_pool_max", "PostgreSQL pool size limit.");
     describe_counter!(
+        "gateway_emits_dropped_total",
+        "Sockets of this replica that could not queue an emit (send buffer full); each had its transport closed."
+    );
+    describe_counter!(
         "gateway_connections_refused_total",
         "Connections closed on arrival because the listener held its cap (MAX_CONNECTIONS)."
     );
@@ -267,6 +271,12 @@ pub fn offer(outcome: OfferOutcome) {
         OfferOutcome::Timeout => "timeout",
     };
     counter!("gateway_offers_total", "outcome" => outcome).increment(1);
+}
+
+/// Sockets of this replica that could not queue an emit (send buffer full; their transports
+/// were closed).
+pub fn pushes_dropped(ns: Namespace, sockets: usize) {
+    counter!("gateway_emits_dropped_total", "namespace" => namespace(ns)).increment(sockets as u64);
 }
 
 /// A connection closed on arrival: `listener` (`public`, `internal`) held its cap.

@@ -305,7 +305,18 @@ impl<A: Adapter> InnerEmitter for Namespace<A> {
         let sockets = self.sockets.read().unwrap();
         let errs: Vec<SocketError> = sids
             .filter_map(|sid| sockets.get(&sid))
-            .filter_map(|socket| socket.send_raw(data.clone()).err())
+            .filter_map(|socket| {
+                let err = socket.send_raw(data.clone()).err()?;
+                if matches!(err, SocketError::InternalChannelFull) {
+                    // A socket this far behind cannot catch up: close its transport, so the
+                    // client reconnects knowing it missed packets, instead of losing this one
+                    // silently (a remote server's broadcast has nobody to report the error to).
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(sid = ?socket.id, "send buffer full: closing the transport");
+                    socket.close_transport();
+                }
+                Some(err)
+            })
             .collect();
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
