@@ -17,6 +17,29 @@ pub async fn emit(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let live = state.live()?;
+    let Push {
+        ns,
+        rooms,
+        event,
+        data,
+    } = parse(body)?;
+    let sockets = live.io.count(ns, rooms.clone()).await;
+    let emitted = live.io.emit(ns, rooms, &event, &data).await?;
+    Ok(Json(
+        json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),
+    ))
+}
+
+/// A push's body, checked.
+#[derive(Debug)]
+struct Push {
+    ns: Namespace,
+    rooms: Vec<String>,
+    event: String,
+    data: Value,
+}
+
+fn parse(body: Value) -> Result<Push, ApiError> {
     let Value::Object(mut body) = body else {
         return Err(ApiError::InvalidPayload(
             "body must be a JSON object".into(),
@@ -51,9 +74,10 @@ pub async fn emit(
         None => return Err(invalid("event is required")),
     };
     let data = body.remove("data").unwrap_or(Value::Null);
-    let sockets = live.io.count(ns, rooms.clone()).await;
-    let emitted = live.io.emit(ns, rooms, &event, &data).await?;
-    Ok(Json(
-        json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),
-    ))
+    Ok(Push {
+        ns,
+        rooms,
+        event,
+        data,
+    })
 }

@@ -27,23 +27,12 @@ pub async fn offer(
 ) -> Result<Response, ApiError> {
     let live = state.live()?;
     let driver_id = fields::uuid("driverId", &driver_id)?;
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidPayload(
-            "body must be a JSON object".into(),
-        ));
-    };
-    let offer_id = fields::required_id(&body, "offerId")?;
-    let trip_id = fields::required_id(&body, "tripId")?;
-    let expires_in_ms = body
-        .get("expiresInMs")
-        .and_then(Value::as_u64)
-        .filter(|ms| (1..=MAX_EXPIRES_IN_MS).contains(ms))
-        .ok_or_else(|| {
-            ApiError::InvalidPayload(format!(
-                "expiresInMs must be an integer within [1, {MAX_EXPIRES_IN_MS}]"
-            ))
-        })?;
-    let expires_in = Duration::from_millis(expires_in_ms);
+    let OfferRequest {
+        offer_id,
+        trip_id,
+        expires_in,
+        data,
+    } = parse(body)?;
     // Nobody there: answer now rather than after the timeout.
     if !live.state.is_present(&driver_id).await? {
         metrics::offer(OfferOutcome::NoSocket);
@@ -53,7 +42,7 @@ pub async fn offer(
         offer_id,
         trip_id,
         expires_at: format_rfc3339(OffsetDateTime::now_utc() + expires_in),
-        data: body.remove("data").unwrap_or(Value::Null),
+        data,
     };
     match live.io.offer(&driver_id, &payload, expires_in).await {
         Ok(Some(answer)) => {
@@ -71,4 +60,38 @@ pub async fn offer(
             ))
         }
     }
+}
+
+/// An offer's body, checked.
+#[derive(Debug)]
+struct OfferRequest {
+    offer_id: String,
+    trip_id: String,
+    expires_in: Duration,
+    data: Value,
+}
+
+fn parse(body: Value) -> Result<OfferRequest, ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::InvalidPayload(
+            "body must be a JSON object".into(),
+        ));
+    };
+    let offer_id = fields::required_id(&body, "offerId")?;
+    let trip_id = fields::required_id(&body, "tripId")?;
+    let expires_in_ms = body
+        .get("expiresInMs")
+        .and_then(Value::as_u64)
+        .filter(|ms| (1..=MAX_EXPIRES_IN_MS).contains(ms))
+        .ok_or_else(|| {
+            ApiError::InvalidPayload(format!(
+                "expiresInMs must be an integer within [1, {MAX_EXPIRES_IN_MS}]"
+            ))
+        })?;
+    Ok(OfferRequest {
+        offer_id,
+        trip_id,
+        expires_in: Duration::from_millis(expires_in_ms),
+        data: body.remove("data").unwrap_or(Value::Null),
+    })
 }
