@@ -82,3 +82,14 @@ test('roll: a drained replica\'s clients come back on the others, spread over DR
   assert.ok(r.closed_after_sigterm.max_ms >= 1500, `spread: last close at ${r.closed_after_sigterm.max_ms} ms`);
   assert.equal((await C.exited).code, 0);
 });
+
+test('fuzz: mutated protocol packets close their own sessions; the replica keeps answering its control client', async () => {
+  const r = await loadgen(['fuzz', '--sessions', '4', '--packets', '3000', '--seed', String(Date.now() % 1000), '--identities', '250', '--servers', addr(B)]);
+  assert.equal(r.packets, 3000);
+  assert.ok(r.sessions_closed_by_server > 0, 'some mutations are fatal to their session');
+  assert.ok(r.control.asked > 0);
+  assert.equal(r.control.answered, r.control.asked, `control acks answered (seed ${r.seed})`);
+  assert.equal(r.connects_after, true);
+  assert.equal((await fetch(`${B.internalUrl}/livez`)).status, 200);
+  assert.equal(B.child.exitCode, null, 'the replica is still running');
+});

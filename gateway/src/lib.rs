@@ -38,3 +38,5 @@ pub mod settings;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;

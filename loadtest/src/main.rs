@@ -2,10 +2,12 @@
 //! connection), `handshakes` (throughput, or latency at a fixed rate), `locations`
 //! (`driver:location` with acks), `fanout` (cross-replica delivery), `revocations` (time from a
 //! revoke request to the client's disconnect), `roll` (a rolling update: one replica drained
-//! under N clients). `seed` creates the identities they use.
+//! under N clients), `fuzz` (mutated protocol packets while a control client checks the replica
+//! keeps serving). `seed` creates the identities they use.
 //! Each run prints one JSON result (and writes it with `--out`).
 
 mod client;
+mod fuzz;
 mod identities;
 mod report;
 mod roll;
@@ -140,6 +142,20 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Mutated Engine.IO/Socket.IO packets from --sessions raw sessions (seeded drivers
+    /// 1..=--identities) to the first server while seeded driver 0 keeps asking for acks there;
+    /// fails unless every ack came and a client still connects afterwards.
+    Fuzz {
+        #[arg(long, default_value_t = 4)]
+        sessions: u32,
+        #[arg(long, default_value_t = 5_000)]
+        packets: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seeded drivers 1..=N the sessions take turns with.
+        #[arg(long, default_value_t = 200)]
+        identities: u32,
+    },
     /// Revoke sessions through one replica while N sockets are connected.
     Revocations {
         #[arg(long, default_value_t = 10_000)]
@@ -260,6 +276,21 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?,
         )?,
+        Command::Fuzz {
+            sessions,
+            packets,
+            seed,
+            identities,
+        } => {
+            let result = fuzz::fuzz(&t, sessions, packets, seed, identities).await?;
+            let passed = result.control.answered == result.control.asked && result.connects_after;
+            let value = serde_json::to_value(&result)?;
+            if !passed {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                anyhow::bail!("the replica stopped serving the control client under fuzzing");
+            }
+            value
+        }
         Command::Revocations {
             sockets,
             revocations,

@@ -150,3 +150,63 @@ mod tests {
         );
     }
 }
+
+/// What arrives on the auth-events channel comes from anyone who can publish there.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn id() -> impl Strategy<Value = String> {
+        any::<String>()
+    }
+
+    fn event() -> impl Strategy<Value = AuthEvent> {
+        prop_oneof![
+            (
+                id(),
+                id(),
+                proptest::option::of(id()),
+                proptest::option::of(id())
+            )
+                .prop_map(|(sid, user_id, reason, at)| AuthEvent::SessionRevoked {
+                    sid,
+                    user_id,
+                    reason,
+                    at
+                }),
+            (id(), id(), id()).prop_map(|(old_sid, new_sid, user_id)| {
+                AuthEvent::SessionRefreshed {
+                    old_sid,
+                    new_sid,
+                    user_id,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_never_panic(bytes in any::<Vec<u8>>()) {
+            let _ = serde_json::from_slice::<AuthEventMessage>(&bytes);
+        }
+
+        #[test]
+        fn any_json_object_with_a_type_decodes_or_fails(
+            kind in prop_oneof![Just("session.revoked".to_string()), Just("session.refreshed".to_string()), any::<String>()],
+            fields in proptest::collection::vec((prop_oneof![Just("sid".to_string()), Just("userId".to_string()), Just("oldSid".to_string()), Just("newSid".to_string()), Just("traceparent".to_string()), any::<String>()], any::<i64>().prop_map(serde_json::Value::from)), 0..6),
+        ) {
+            let mut object: serde_json::Map<String, serde_json::Value> = fields.into_iter().collect();
+            object.insert("type".into(), kind.into());
+            let _ = serde_json::from_value::<AuthEventMessage>(serde_json::Value::Object(object));
+        }
+
+        #[test]
+        fn every_event_survives_the_channel(event in event(), traceparent in proptest::option::of(any::<String>())) {
+            let message = AuthEventMessage { event, traceparent, tracestate: None };
+            let wire = serde_json::to_vec(&message).expect("encode");
+            prop_assert_eq!(serde_json::from_slice::<AuthEventMessage>(&wire).expect("decode"), message);
+        }
+    }
+}

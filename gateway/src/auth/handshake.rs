@@ -391,3 +391,31 @@ mod tests {
         );
     }
 }
+
+/// Step 1 on whatever a client puts in `auth` and the `Authorization` header.
+#[cfg(test)]
+mod props {
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::{json, json_object};
+
+    proptest! {
+        #[test]
+        fn the_token_is_the_auth_string_or_a_bearer_header_never_a_panic(
+            auth in prop_oneof![json(), json_object()],
+            header in prop_oneof![any::<Vec<u8>>(), any::<String>().prop_map(|t| format!("Bearer {t}").into_bytes())],
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_bytes(&header) {
+                headers.insert(AUTHORIZATION, value);
+            }
+            let found = token_from(Some(&auth), &headers);
+            if let Some(token) = auth.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                prop_assert_eq!(found, Some(token));
+            }
+            prop_assert!(found.is_none_or(|t| !t.is_empty()));
+        }
+    }
+}

@@ -279,3 +279,53 @@ mod tests {
         assert!(v.verify(&right).is_ok());
     }
 }
+
+/// Tokens from anyone: only the key's own, unaltered, verify.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Secret;
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(&JwtSettings {
+            secret: Secret::new("test-secret"),
+            issuer: None,
+            audience: None,
+        })
+    }
+
+    fn valid() -> String {
+        let claims = json!({ "sub": "u", "sid": "s", "exp": now_secs() + 3600 });
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-secret"),
+        )
+        .expect("sign")
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_is_refused(token in prop_oneof![
+            any::<String>(),
+            "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,60}",
+        ]) {
+            prop_assert!(verifier().verify(&token).is_err());
+        }
+
+        #[test]
+        fn a_token_with_any_character_changed_is_refused(at in any::<prop::sample::Index>(), with in any::<char>()) {
+            let token = valid();
+            prop_assert!(verifier().verify(&token).is_ok());
+            let mut chars: Vec<char> = token.chars().collect();
+            let i = at.index(chars.len());
+            prop_assume!(chars[i] != with);
+            chars[i] = with;
+            let altered: String = chars.into_iter().collect();
+            prop_assert!(verifier().verify(&altered).is_err(), "{altered} verified");
+        }
+    }
+}

@@ -81,3 +81,26 @@ fn parse(body: Value) -> Result<Push, ApiError> {
         data,
     })
 }
+
+/// Push bodies from any backend: only pushable rooms and unreserved events get through.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::{json, json_object};
+
+    proptest! {
+        #[test]
+        fn any_body_is_decoded_or_refused(body in prop_oneof![json(), json_object()]) {
+            match parse(body) {
+                Ok(push) => {
+                    prop_assert!(!push.rooms.is_empty() && push.rooms.len() <= MAX_ROOMS);
+                    prop_assert!(push.rooms.iter().all(|r| is_pushable(r)));
+                    prop_assert!(!push.event.is_empty() && !is_reserved(&push.event));
+                }
+                Err(error) => prop_assert!(matches!(error, ApiError::InvalidPayload(_))),
+            }
+        }
+    }
+}

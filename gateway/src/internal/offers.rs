@@ -95,3 +95,25 @@ fn parse(body: Value) -> Result<OfferRequest, ApiError> {
         data: body.remove("data").unwrap_or(Value::Null),
     })
 }
+
+/// Offer bodies from any backend: decoded within bounds, or `400`; never a panic.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::{json, json_object};
+
+    proptest! {
+        #[test]
+        fn any_body_is_decoded_or_refused(body in prop_oneof![json(), json_object()]) {
+            match parse(body) {
+                Ok(offer) => {
+                    prop_assert!(!offer.offer_id.is_empty() && !offer.trip_id.is_empty());
+                    prop_assert!((1..=MAX_EXPIRES_IN_MS).contains(&(offer.expires_in.as_millis() as u64)));
+                }
+                Err(error) => prop_assert!(matches!(error, ApiError::InvalidPayload(_))),
+            }
+        }
+    }
+}

@@ -137,3 +137,25 @@ fn parse(body: Value) -> Result<(TripEvent, Value), ApiError> {
         data,
     ))
 }
+
+/// Trip event bodies from any backend: decoded with their invariants, or `400`; never a panic.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::{json, json_object};
+
+    proptest! {
+        #[test]
+        fn any_body_is_decoded_or_refused(body in prop_oneof![json(), json_object()]) {
+            match parse(body) {
+                Ok((event, _)) => {
+                    prop_assert!(uuid::Uuid::parse_str(&event.passenger_id).is_ok());
+                    prop_assert!(event.status != TripStatus::DriverAssigned || event.driver_id.is_some());
+                }
+                Err(error) => prop_assert!(matches!(error, ApiError::InvalidPayload(_))),
+            }
+        }
+    }
+}

@@ -250,3 +250,59 @@ mod tests {
         }
     }
 }
+
+/// Whatever a client sends: decoded within the contract's ranges, or refused as
+/// `INVALID_PAYLOAD`; never a panic.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_support::{json, json_object};
+
+    fn refused_as_invalid<T>(result: &Result<T, EventError>) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(error) => matches!(error, EventError::InvalidPayload(m) if !m.is_empty()),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_payload_is_decoded_in_range_or_refused(payload in prop_oneof![json(), json_object()]) {
+            let located = location(Some(payload.clone()), "t".into());
+            prop_assert!(refused_as_invalid(&located));
+            if let Ok(p) = located {
+                prop_assert!((-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lng));
+                prop_assert!(p.heading.is_none_or(|h| (0.0..360.0).contains(&h)));
+                prop_assert!(p.speed.is_none_or(|s| s >= 0.0) && p.accuracy.is_none_or(|a| a >= 0.0));
+            }
+            let query = nearby(Some(payload.clone()));
+            prop_assert!(refused_as_invalid(&query));
+            if let Ok(q) = query {
+                prop_assert!(q.radius_m > 0.0 && q.radius_m <= MAX_RADIUS_M);
+                prop_assert!((1..=MAX_NEARBY_LIMIT).contains(&q.limit));
+            }
+            prop_assert!(refused_as_invalid(&driver_status(Some(payload))));
+        }
+
+        #[test]
+        fn every_well_formed_location_is_taken_as_sent(
+            lat in -90.0..=90.0f64,
+            lng in -180.0..=180.0f64,
+            heading in proptest::option::of(0.0..360.0f64),
+            speed in proptest::option::of(0.0..1e6f64),
+        ) {
+            let mut payload = json!({ "lat": lat, "lng": lng });
+            if let Some(h) = heading {
+                payload["heading"] = h.into();
+            }
+            if let Some(s) = speed {
+                payload["speed"] = s.into();
+            }
+            let p = location(Some(payload), "t".into()).expect("well formed");
+            prop_assert_eq!((p.lat, p.lng, p.heading, p.speed), (lat, lng, heading, speed));
+        }
+    }
+}
