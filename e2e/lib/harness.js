@@ -331,6 +331,17 @@ export async function startRedis(port, { dir = mkdtempSync(path.join(tmpdir(), '
  * every backend (connections hang, as on a frozen host); `stop()` and `start()` take it down and
  * bring it back with its data.
  */
+/** Sends `sig` to each process; one that exited since it was listed is no longer there to stop. */
+function signal(pids, sig) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch (error) {
+      if (error.code !== 'ESRCH') throw error;
+    }
+  }
+}
+
 export async function startPostgres() {
   const versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
   const bin = `/usr/lib/postgresql/${versions[0]}/bin`;
@@ -371,10 +382,10 @@ export async function startPostgres() {
       return [child.pid, ...children.map(Number)];
     },
     freeze() {
-      for (const pid of server.pids()) process.kill(pid, 'SIGSTOP');
+      signal(server.pids(), 'SIGSTOP');
     },
     thaw() {
-      for (const pid of server.pids()) process.kill(pid, 'SIGCONT');
+      signal(server.pids(), 'SIGCONT');
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

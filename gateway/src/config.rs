@@ -496,6 +496,8 @@ pub struct LifetimeSettings {
     /// Handshakes per user per `handshake_window`, cluster-wide; `0`: no limit.
     pub handshake_rate: u32,
     pub handshake_window: Duration,
+    /// Handshakes in progress on this replica at most; more are refused at once.
+    pub max_pending_handshakes: usize,
 }
 
 impl LifetimeSettings {
@@ -510,6 +512,7 @@ impl LifetimeSettings {
             max_sockets_per_user: src.parsed(&settings::MAX_SOCKETS_PER_USER, count)?,
             handshake_rate: src.parsed(&settings::HANDSHAKE_RATE_PER_USER, count)?,
             handshake_window: src.millis(&settings::HANDSHAKE_RATE_WINDOW_MS)?,
+            max_pending_handshakes: positive(src, &settings::MAX_PENDING_HANDSHAKES)?,
         })
     }
 }
@@ -592,8 +595,12 @@ mod tests {
                 max_sockets_per_user: 5,
                 handshake_rate: 10,
                 handshake_window: Duration::from_secs(10),
+                max_pending_handshakes: 1024,
             }
         );
+        assert_eq!(s.max_connections, None, "derived from the open-file limit");
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.cors_origins, crate::origins::Origins::Any);
         let off = serve(&[
             ("SESSION_REVALIDATE_MS", "0"),
             ("MAX_SOCKETS_PER_USER", "0"),
@@ -636,6 +643,12 @@ mod tests {
             ("MAX_SOCKETS_PER_USER", "-5"),
             ("HANDSHAKE_RATE_PER_USER", "1.5"),
             ("HANDSHAKE_RATE_WINDOW_MS", "0"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+            ("HEADER_READ_TIMEOUT_MS", "0"),
+            ("MAX_PENDING_HANDSHAKES", "0"),
+            ("CORS_ORIGINS", "ops.example.com"),
+            ("CORS_ORIGINS", "https://ops.example.com/app"),
         ] {
             let err = serve(&[(name, value)]).expect_err(name);
             assert_eq!(err.name, name);

@@ -122,6 +122,8 @@ settings! {
         "the drain closes its connections evenly over this window (each with a reason clients reconnect from) so they do not all reconnect at once; `0`: all at once; must be shorter than `SHUTDOWN_GRACE_MS`";
     LISTEN_BACKLOG: Plain, Value("4096"),
         "accept queue of the public listener (the kernel caps it at `net.core.somaxconn`); a burst of connects beyond it waits a second for a SYN retransmit";
+    MAX_PENDING_HANDSHAKES: Plain, Value("1024"),
+        "handshakes one replica works on at once; past it a CONNECT is refused at once with `Service unavailable` (counted as `overloaded`), so a reconnect storm is shed and spread by the clients' backoff instead of queueing past their timeout";
     CORS_ORIGINS: Plain, Value("*"),
         "browser origins allowed to open sockets, comma-separated (`https://ops.example.com,https://console.example.com`), or `*` for any; a Socket.IO request with another `Origin` header is refused with 403 (WebSocket upgrades too); requests without one (native apps, backends) are not affected";
     MAX_CONNECTIONS: Plain, Derived("the open-file limit (raised to its hard limit at start-up) less 1,024"),

@@ -39,6 +39,10 @@ pub enum HandshakeError {
     /// The detail is logged by the caller, never sent.
     #[error("Service unavailable")]
     Unavailable(#[source] StoreError),
+    /// `MAX_PENDING_HANDSHAKES` in progress on this replica: refused at once, before any work,
+    /// rather than queued past the client's timeout (its reconnect backoff spreads the storm).
+    #[error("Service unavailable")]
+    Overloaded,
 }
 
 impl HandshakeError {
@@ -55,6 +59,7 @@ impl HandshakeError {
             Self::UserInactive => "user_inactive",
             Self::InvalidSession => "invalid_session",
             Self::Unavailable(_) => "unavailable",
+            Self::Overloaded => "overloaded",
         }
     }
 }

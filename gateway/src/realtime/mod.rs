@@ -47,6 +47,7 @@ use socketioxide::{
 };
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr, drivers::fred::FredDriver};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, Span, field::Empty};
 
 use crate::{
@@ -76,6 +77,8 @@ pub struct Services {
     pub admin_throttle: AdminLocationThrottle,
     /// Events no handler knows, ignored; counted for operators.
     pub unknown_events: AtomicU64,
+    /// One permit per handshake in progress (`MAX_PENDING_HANDSHAKES`).
+    pub pending_handshakes: Semaphore,
 }
 
 impl Services {
@@ -93,6 +96,7 @@ impl Services {
             state,
             admin_throttle: AdminLocationThrottle::default(),
             unknown_events: AtomicU64::new(0),
+            pending_handshakes: Semaphore::new(lifetime.max_pending_handshakes),
         }
     }
 }
@@ -270,6 +274,10 @@ async fn admit<A: Adapter>(
         enduser.id = Empty,
     );
     let admitted = async {
+        let _pending = svc
+            .pending_handshakes
+            .try_acquire()
+            .map_err(|_| HandshakeError::Overloaded)?;
         let token = token_from(auth.as_ref(), &s.req_parts().headers)
             .ok_or(HandshakeError::MissingToken)?;
         let claims = gate.verify(token)?;
@@ -298,6 +306,9 @@ async fn admit<A: Adapter>(
             match &error {
                 HandshakeError::Unavailable(cause) => {
                     tracing::error!(nsp = %ns, socket = %s.id, error = %cause, "handshake failed: dependency down")
+                }
+                HandshakeError::Overloaded => {
+                    tracing::debug!(nsp = %ns, socket = %s.id, "handshake shed: too many in progress")
                 }
                 refused => {
                     tracing::info!(nsp = %ns, socket = %s.id, outcome = refused.label(), "handshake refused")
