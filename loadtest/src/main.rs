@@ -133,9 +133,13 @@ enum Command {
         /// The public listener of the replica that is rolled (one of --servers).
         #[arg(long)]
         victim: SocketAddr,
-        /// Its process, sent SIGTERM once every socket is connected.
+        /// Its process, sent --signal once every socket is connected.
         #[arg(long)]
         victim_pid: u32,
+        /// `TERM` (a rolling update: the replica drains) or `KILL` (a crash: every socket drops
+        /// at once).
+        #[arg(long, default_value = "TERM", value_parser = ["TERM", "KILL"])]
+        signal: String,
         /// Longest wait for the dropped clients to be back.
         #[arg(long, default_value_t = 60)]
         wait_secs: u64,
@@ -215,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             victim,
             victim_pid,
+            signal,
             wait_secs,
             database_url,
         } => serde_json::to_value(
@@ -222,8 +227,11 @@ async fn main() -> anyhow::Result<()> {
                 &t,
                 count,
                 concurrency,
-                victim,
-                victim_pid,
+                &roll::Victim {
+                    addr: victim,
+                    pid: victim_pid,
+                    signal,
+                },
                 Duration::from_secs(wait_secs),
                 &database_url,
             )

@@ -1,8 +1,10 @@
 //! A rolling update, as clients feel it: `count` driver sockets spread over the replicas, one
-//! replica sent SIGTERM (as Kubernetes does), and every client it drops reconnecting at once to
-//! the next replica (the worst case: apps add a random delay). Measures when the drained replica
-//! let its clients go, how long each took to be greeted elsewhere, the handshake latency during
-//! the roll, and the peak PostgreSQL query rate it caused.
+//! replica sent SIGTERM (as Kubernetes does) or SIGKILL (a crash), and every client it drops
+//! reconnecting at once to the next replica (the worst case: apps add a random delay), retrying
+//! a refused attempt after a backoff as socket.io-client does. Measures when the replica let its
+//! clients go, how long each took to be greeted elsewhere, how many attempts were refused (a
+//! replica shedding load), the handshake latency during the roll, and the peak PostgreSQL query
+//! rate it caused.
 
 use std::{
     net::SocketAddr,
@@ -30,6 +32,9 @@ pub struct RollResult {
     /// Dropped before the SIGTERM was sent (should be none).
     pub closed_before_sigterm: u64,
     pub reconnected: u64,
+    /// Attempts refused before a client got back (shed with `Service unavailable`, and so on).
+    pub refused_attempts: Errors,
+    /// Clients not back within the wait.
     pub failed: Errors,
     /// When the rolled replica closed each socket, from the SIGTERM.
     pub closed_after_sigterm: LatencySummary,
@@ -54,6 +59,7 @@ struct Tally {
     reconnect: Latency,
     handshake: Latency,
     reconnected: u64,
+    refused_attempts: Errors,
     failed: Errors,
     closed_before_sigterm: u64,
     /// When each reconnect was greeted, from the SIGTERM.
@@ -75,15 +81,28 @@ async fn commits(db: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Err
     .try_get(0)
 }
 
+/// The replica that goes away: its public listener, its process, and the signal it gets
+/// (`TERM` or `KILL`).
+pub struct Victim {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub signal: String,
+}
+
 pub async fn roll(
     t: &Targets,
     count: u32,
     concurrency: usize,
-    victim: SocketAddr,
-    victim_pid: u32,
+    victim: &Victim,
     wait: Duration,
     database_url: &str,
 ) -> anyhow::Result<RollResult> {
+    let Victim {
+        addr: victim,
+        pid: victim_pid,
+        signal,
+    } = victim;
+    let (victim, victim_pid) = (*victim, *victim_pid);
     let opened = open_many(t, Kind::Driver, 0, count, None, concurrency).await?;
     let connected = opened.clients.len();
     let others: Vec<SocketAddr> = t.servers.iter().copied().filter(|s| *s != victim).collect();
@@ -119,8 +138,26 @@ pub async fn roll(
             let since_sigterm = sigterm_at
                 .get()
                 .map(|at| closed.saturating_duration_since(*at));
-            let result = client::open(next, source, Kind::Driver.namespace(), &token).await;
+            // Refused attempts are retried after a growing, randomised backoff (socket.io-client:
+            // 1 s doubling to 5 s, randomised by half; shorter here to bound the run).
+            let mut backoff = Duration::from_millis(250);
+            let mut refused = Vec::new();
+            let result = loop {
+                match client::open(next, source, Kind::Driver.namespace(), &token).await {
+                    Ok(opened) => break Ok(opened),
+                    Err(error) if closed.elapsed() + backoff < wait => {
+                        refused.push(error);
+                        let jitter = u64::from(closed.elapsed().subsec_nanos()) % 1000;
+                        tokio::time::sleep(backoff + backoff * jitter as u32 / 2000).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(4));
+                    }
+                    Err(error) => break Err(error),
+                }
+            };
             let mut tally = tally.lock().expect("tally");
+            for error in &refused {
+                tally.refused_attempts.add(error);
+            }
             match since_sigterm {
                 Some(after) => tally.closed_after_sigterm.record(after.as_micros() as u64),
                 None => tally.closed_before_sigterm += 1,
@@ -160,9 +197,9 @@ pub async fn roll(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = sigterm_at.set(Instant::now());
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &victim_pid.to_string()])
+        .args([&format!("-{signal}"), &victim_pid.to_string()])
         .status()?;
-    anyhow::ensure!(status.success(), "cannot send SIGTERM to {victim_pid}");
+    anyhow::ensure!(status.success(), "cannot send SIG{signal} to {victim_pid}");
     let started = Instant::now();
     let all_back = async { while waiting.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(wait, all_back).await;
@@ -177,6 +214,7 @@ pub async fn roll(
     };
     let mut tally = tally.lock().expect("tally");
     let failed = std::mem::take(&mut tally.failed);
+    let refused_attempts = std::mem::take(&mut tally.refused_attempts);
     tally.greeted.sort();
     let most_within = |window: Duration| {
         let greeted = &tally.greeted;
@@ -199,6 +237,7 @@ pub async fn roll(
         dropped,
         closed_before_sigterm: tally.closed_before_sigterm,
         reconnected: tally.reconnected,
+        refused_attempts,
         failed,
         closed_after_sigterm: tally.closed_after_sigterm.summary(),
         reconnect: tally.reconnect.summary(),
