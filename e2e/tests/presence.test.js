@@ -5,7 +5,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createDatabase, createIdentity, startCluster, startReplica, connectAs, ask, record, disconnected,
+  createDatabase, createIdentity, startCluster, startReplica, connectAs, ask, record, disconnected, within,
 } from '../lib/harness.js';
 
 const GRACE_MS = 1500;
@@ -45,13 +45,13 @@ describe('presence across replicas', () => {
     const changes = record(admin, 'driver:status_changed');
     const d = await onlineDriver(A);
     const second = await connectAs(B, '/drivers', d.token);
-    await changes.until((c) => c.driverId === d.userId && c.status === 'ONLINE');
+    await within(changes.until((c) => c.driverId === d.userId && c.status === 'ONLINE'), 15000, 'driver:status_changed ONLINE at the admin');
 
     d.socket.close();
     // one socket left on B: still present
     const closedAt = Date.now();
     second.close();
-    const offline = await changes.until((c) => c.driverId === d.userId && c.status === 'OFFLINE');
+    const offline = await within(changes.until((c) => c.driverId === d.userId && c.status === 'OFFLINE'), 15000, 'driver:status_changed OFFLINE at the admin');
     const elapsed = Date.now() - closedAt;
     assert.ok(elapsed >= GRACE_MS - 100, `not before the grace: ${elapsed} ms`);
     assert.ok(elapsed <= GRACE_MS + 3 * SWEEP_MS + 1000, `soon after it: ${elapsed} ms`);
@@ -73,7 +73,7 @@ describe('presence across replicas', () => {
     const d = await onlineDriver(A);
     const gone = disconnected(d.socket);
     d.socket.close();
-    await gone;
+    await within(gone, 5000, 'the closed socket');
     const back = await connectAs(B, '/drivers', d.token);
     // Let more than the grace period pass: nothing may happen to this driver.
     await new Promise((r) => setTimeout(r, GRACE_MS + 4 * SWEEP_MS));
@@ -96,12 +96,12 @@ test('SIGKILL of the replica holding a driver: OFFLINE within PRESENCE_GRACE_MS 
     const id = await createIdentity(db, 'DRIVER');
     const socket = await connectAs(A, '/drivers', id.token, { reconnection: false });
     await ask(socket, 'driver:status', { status: 'ONLINE' });
-    await changes.until((c) => c.driverId === id.userId);
+    await within(changes.until((c) => c.driverId === id.userId), 15000, 'driver:status_changed of the driver at the admin');
 
     const killedAt = Date.now();
     A.child.kill('SIGKILL');
     await A.exited;
-    const offline = await changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE');
+    const offline = await within(changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE'), 15000, 'driver:status_changed OFFLINE at the admin');
     const elapsed = Date.now() - killedAt;
     assert.ok(offline);
     assert.ok(elapsed >= GRACE_MS - 100, `the grace still applies: ${elapsed} ms`);
@@ -128,7 +128,7 @@ test('memory engine: the same grace on a single replica', async () => {
     await ask(socket, 'driver:status', { status: 'BUSY' });
     const closedAt = Date.now();
     socket.close();
-    await changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE');
+    await within(changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE'), 15000, 'driver:status_changed OFFLINE at the admin');
     assert.ok(Date.now() - closedAt >= GRACE_MS - 100);
     admin.close();
   } finally {
@@ -148,13 +148,13 @@ test('a draining replica gives its lease up: it leaves admin:stats and its drive
     const id = await createIdentity(db, 'DRIVER');
     const socket = await connectAs(A, '/drivers', id.token);
     await ask(socket, 'driver:status', { status: 'ONLINE' });
-    await changes.until((c) => c.driverId === id.userId);
+    await within(changes.until((c) => c.driverId === id.userId), 15000, 'driver:status_changed of the driver at the admin');
     A.child.kill('SIGTERM');
     assert.equal((await A.exited).code, 0);
     const stats = await ask(admin, 'admin:stats', {});
     assert.deepEqual(stats.nodes.map((n) => n.nodeId), [B.nodeId]);
     const drainedAt = Date.now();
-    await changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE');
+    await within(changes.until((c) => c.driverId === id.userId && c.status === 'OFFLINE'), 15000, 'driver:status_changed OFFLINE at the admin');
     assert.ok(Date.now() - drainedAt < GRACE_MS + 3 * SWEEP_MS + 1000, 'the grace, not the 60 s lease');
     admin.close();
   } finally {
