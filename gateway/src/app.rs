@@ -39,10 +39,10 @@ use crate::{
         Io, Layer, Services,
         expiry::{self, Deadlines},
         presence, revalidate,
-        sessions::{SessionEvents, auth_events_channel},
+        sessions::SessionEvents,
     },
     request_head::detach_from_read_buffer,
-    state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState},
+    state::{StateEngine, StateSettings, keys::Keys, memory::MemoryState, redis::RedisState},
     store::{postgres::PgStore, redis::RedisClients},
     telemetry::metrics::{self, DisconnectReason},
 };
@@ -342,6 +342,7 @@ async fn start_socketio(
             },
         ));
     };
+    let keys = Keys::new(&settings.redis_prefix);
     let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
     health.set_redis(clients.clone());
     tracing::info!("connecting to Redis (retrying until it answers)");
@@ -353,7 +354,7 @@ async fn start_socketio(
     let adapter = RedisAdapterCtr::new_with_fred_config(
         clients.adapter.clone(),
         RedisAdapterConfig::new()
-            .with_prefix(format!("{}:socket.io", settings.redis_prefix))
+            .with_prefix(keys.adapter())
             .with_stream_buffer(ADAPTER_STREAM_BUFFER),
     )
     .await
@@ -382,7 +383,7 @@ async fn start_socketio(
         .init()
         .await
         .context("cannot connect the auth-events listener")?;
-    let channel = auth_events_channel(&settings.redis_prefix);
+    let channel = keys.auth_events();
     let sessions = Arc::new(SessionEvents::new(
         io.clone(),
         Some((clients.commands.clone(), channel.clone())),

@@ -31,11 +31,6 @@ use crate::telemetry::{
     traces::{self, redis_span},
 };
 
-/// Name of the auth-events channel of a cluster.
-pub fn auth_events_channel(prefix: &str) -> String {
-    format!("{prefix}:auth-events")
-}
-
 /// What applying an event did on this replica.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LocalEffect {

@@ -7,6 +7,7 @@
 //! throttling of admin updates) live outside, so both engines behave the same by construction.
 
 pub mod geo;
+pub mod keys;
 pub mod memory;
 pub mod redis;
 mod redis_locations;

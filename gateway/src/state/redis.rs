@@ -1,14 +1,7 @@
 //! The Redis engine: state shared by every replica, under `REDIS_PREFIX`. Each operation is one
 //! Lua script: one round trip, atomic, timed by the Redis clock (replicas' clocks may differ).
-//! Position reports are the exception: they go in batches (`redis_locations`).
-//!
-//! Keys (`{p}` = prefix): `{p}:driver:{id}` (hash: status, position, active trip),
-//! `{p}:drivers:geo` (ONLINE drivers), `{p}:driver-locations` (stream), `{p}:rate:{id}`,
-//! `{p}:presence:{id}` (replicas holding a socket of the driver), `{p}:presence:pending` (grace
-//! deadlines), `{p}:nodes` (leases), `{p}:node:{node}:drivers`, `{p}:node:{node}:stats`,
-//! `{p}:trip:{id}`, `{p}:user-sockets:{ns}:{user}` (sockets by opening time, for
-//! `MAX_SOCKETS_PER_USER`), `{p}:handshakes:{user}` (`HANDSHAKE_RATE_PER_USER` window). Scripts touch keys they compute from ids, so this is for a standalone Redis
-//! (or one with all keys on one shard), not a sharded Redis Cluster.
+//! Position reports are the exception: they go in batches (`redis_locations`). The keys are named
+//! in [`super::keys`].
 
 use async_trait::async_trait;
 use fred::{clients::Client, interfaces::ClientLike, types::Value, types::scripts::Script};
@@ -18,6 +11,7 @@ use shared::{
 };
 use std::time::Duration;
 
+use super::keys::Keys;
 use super::redis_locations::{LocationKeys, LocationWriter};
 use super::{
     DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
@@ -94,7 +88,7 @@ impl Scripts {
 
 pub struct RedisState {
     client: Client,
-    prefix: String,
+    keys: Keys,
     settings: StateSettings,
     scripts: Scripts,
     locations: LocationWriter,
@@ -113,7 +107,7 @@ impl RedisState {
         let locations = LocationWriter::spawn(
             client.clone(),
             LocationKeys {
-                prefix: prefix.to_owned(),
+                keys: Keys::new(prefix),
                 rate_per_s: settings.location_rate_per_s,
                 stream_maxlen: settings.location_stream_maxlen,
             },
@@ -121,38 +115,10 @@ impl RedisState {
         Self {
             locations,
             client,
-            prefix: prefix.to_owned(),
+            keys: Keys::new(prefix),
             settings,
             scripts: Scripts::new(),
         }
-    }
-
-    fn key(&self, parts: &[&str]) -> String {
-        key(&self.prefix, parts)
-    }
-
-    fn driver_key(&self, driver: &str) -> String {
-        driver_key(&self.prefix, driver)
-    }
-
-    fn geo_key(&self) -> String {
-        geo_key(&self.prefix)
-    }
-
-    fn user_sockets_key(&self, ns: Namespace, user: &str) -> String {
-        self.key(&["user-sockets", ns.path().trim_start_matches('/'), user])
-    }
-
-    fn nodes_key(&self) -> String {
-        self.key(&["nodes"])
-    }
-
-    fn pending_key(&self) -> String {
-        self.key(&["presence", "pending"])
-    }
-
-    fn node_key(&self, what: &str) -> String {
-        self.key(&["node", &self.settings.node_id, what])
     }
 
     /// Replicas whose lease lapsed (or `node`, leaving) lose their drivers; each driver no replica
@@ -162,9 +128,9 @@ impl RedisState {
         const REAP_BATCH: &str = "50";
         self.run(
             &self.scripts.reap_nodes,
-            vec![self.nodes_key(), self.pending_key()],
+            vec![self.keys.nodes(), self.keys.presence_pending()],
             vec![
-                self.prefix.clone(),
+                self.keys.prefix().to_owned(),
                 self.settings.presence_grace.as_millis().to_string(),
                 REAP_BATCH.into(),
                 node.unwrap_or_default().to_owned(),
@@ -194,24 +160,6 @@ impl RedisState {
     }
 }
 
-/// `{prefix}:{part}:{part}…`: how every key of the engine is named (the module docs list them).
-pub(super) fn key(prefix: &str, parts: &[&str]) -> String {
-    let mut key = prefix.to_owned();
-    for part in parts {
-        key.push(':');
-        key.push_str(part);
-    }
-    key
-}
-
-pub(super) fn driver_key(prefix: &str, driver: &str) -> String {
-    key(prefix, &["driver", driver])
-}
-
-pub(super) fn geo_key(prefix: &str) -> String {
-    key(prefix, &["drivers", "geo"])
-}
-
 /// A reply's string, `None` for nil or ''.
 fn text(value: &Value) -> Option<String> {
     value.as_string().filter(|s| !s.is_empty())
@@ -232,7 +180,7 @@ impl StateEngine for RedisState {
         let previous = self
             .run(
                 &self.scripts.set_status,
-                vec![self.driver_key(driver), self.geo_key()],
+                vec![self.keys.driver(driver), self.keys.drivers_geo()],
                 vec![
                     driver.into(),
                     status.as_str().into(),
@@ -257,9 +205,9 @@ impl StateEngine for RedisState {
             .run(
                 &self.scripts.driver_state,
                 vec![
-                    self.driver_key(driver),
-                    self.key(&["presence", driver]),
-                    self.nodes_key(),
+                    self.keys.driver(driver),
+                    self.keys.presence(driver),
+                    self.keys.nodes(),
                 ],
                 vec![],
             )
@@ -296,13 +244,13 @@ impl StateEngine for RedisState {
         let rows = self
             .run(
                 &self.scripts.drivers_nearby,
-                vec![self.geo_key()],
+                vec![self.keys.drivers_geo()],
                 vec![
                     q.lng.to_string(),
                     q.lat.to_string(),
                     q.radius_m.to_string(),
                     q.limit.to_string(),
-                    format!("{}:driver:", self.prefix),
+                    self.keys.driver_prefix(),
                 ],
             )
             .await?
@@ -326,10 +274,10 @@ impl StateEngine for RedisState {
         self.run(
             &self.scripts.presence_opened,
             vec![
-                self.key(&["presence", driver]),
-                self.node_key("drivers"),
-                self.pending_key(),
-                self.driver_key(driver),
+                self.keys.presence(driver),
+                self.keys.node_drivers(&self.settings.node_id),
+                self.keys.presence_pending(),
+                self.keys.driver(driver),
             ],
             vec![self.settings.node_id.clone(), driver.into()],
         )
@@ -341,9 +289,9 @@ impl StateEngine for RedisState {
         self.run(
             &self.scripts.presence_closed,
             vec![
-                self.key(&["presence", driver]),
-                self.node_key("drivers"),
-                self.pending_key(),
+                self.keys.presence(driver),
+                self.keys.node_drivers(&self.settings.node_id),
+                self.keys.presence_pending(),
             ],
             vec![
                 self.settings.node_id.clone(),
@@ -357,14 +305,17 @@ impl StateEngine for RedisState {
 
     async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError> {
         let mut args = vec![
-            self.prefix.clone(),
+            self.keys.prefix().to_owned(),
             self.settings.node_id.clone(),
             self.settings.presence_grace.as_millis().to_string(),
         ];
         args.extend(drivers.iter().cloned());
         self.run(
             &self.scripts.presence_resync,
-            vec![self.node_key("drivers"), self.pending_key()],
+            vec![
+                self.keys.node_drivers(&self.settings.node_id),
+                self.keys.presence_pending(),
+            ],
             args,
         )
         .await?;
@@ -375,7 +326,7 @@ impl StateEngine for RedisState {
         let reply = self
             .run(
                 &self.scripts.is_present,
-                vec![self.key(&["presence", driver]), self.nodes_key()],
+                vec![self.keys.presence(driver), self.keys.nodes()],
                 vec![],
             )
             .await?;
@@ -390,8 +341,12 @@ impl StateEngine for RedisState {
         let changed = self
             .run(
                 &self.scripts.expire_drivers,
-                vec![self.pending_key(), self.geo_key()],
-                vec![self.prefix.clone(), at.clone(), EXPIRE_BATCH.to_string()],
+                vec![self.keys.presence_pending(), self.keys.drivers_geo()],
+                vec![
+                    self.keys.prefix().to_owned(),
+                    at.clone(),
+                    EXPIRE_BATCH.to_string(),
+                ],
             )
             .await?
             .into_array();
@@ -410,7 +365,7 @@ impl StateEngine for RedisState {
         let reply = self
             .run(
                 &self.scripts.read_trip,
-                vec![self.key(&["trip", trip_id])],
+                vec![self.keys.trip(trip_id)],
                 vec![],
             )
             .await?
@@ -442,13 +397,13 @@ impl StateEngine for RedisState {
             self.settings.trip_ttl.as_secs().max(1).to_string(),
             w.bind.clone().unwrap_or_default(),
             w.trip_id.clone(),
-            format!("{}:driver:", self.prefix),
+            self.keys.driver_prefix(),
         ];
         args.extend(w.unbind.iter().cloned());
         let written = self
             .run(
                 &self.scripts.write_trip,
-                vec![self.key(&["trip", &w.trip_id])],
+                vec![self.keys.trip(&w.trip_id)],
                 args,
             )
             .await?;
@@ -460,7 +415,10 @@ impl StateEngine for RedisState {
         let was_live = self
             .run(
                 &self.scripts.renew_lease,
-                vec![self.nodes_key(), self.node_key("stats")],
+                vec![
+                    self.keys.nodes(),
+                    self.keys.node_stats(&self.settings.node_id),
+                ],
                 vec![
                     self.settings.node_id.clone(),
                     self.settings.node_ttl.as_millis().to_string(),
@@ -475,8 +433,8 @@ impl StateEngine for RedisState {
         let rows = self
             .run(
                 &self.scripts.live_nodes,
-                vec![self.nodes_key()],
-                vec![self.prefix.clone()],
+                vec![self.keys.nodes()],
+                vec![self.keys.prefix().to_owned()],
             )
             .await?
             .into_array();
@@ -501,7 +459,7 @@ impl StateEngine for RedisState {
         let replaced = self
             .run(
                 &self.scripts.user_socket_opened,
-                vec![self.user_sockets_key(ns, user)],
+                vec![self.keys.user_sockets(ns, user)],
                 vec![
                     socket.to_owned(),
                     max.to_string(),
@@ -521,7 +479,7 @@ impl StateEngine for RedisState {
     ) -> Result<(), StateError> {
         self.run(
             &self.scripts.user_socket_closed,
-            vec![self.user_sockets_key(ns, user)],
+            vec![self.keys.user_sockets(ns, user)],
             vec![socket.to_owned()],
         )
         .await?;
@@ -537,7 +495,7 @@ impl StateEngine for RedisState {
         let allowed = self
             .run(
                 &self.scripts.handshake_rate,
-                vec![self.key(&["handshakes", user])],
+                vec![self.keys.handshakes(user)],
                 vec![limit.to_string(), window.as_millis().to_string()],
             )
             .await?;

@@ -17,11 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::telemetry::traces::{leaf, redis_span};
 
-use super::{
-    ActiveTrip, LocationOutcome, Position, StateError,
-    geo::MAX_INDEXED_LAT,
-    redis::{driver_key, geo_key, key},
-};
+use super::{ActiveTrip, LocationOutcome, Position, StateError, geo::MAX_INDEXED_LAT, keys::Keys};
 
 /// Reports per script call at most (keeps each call short for everything else on Redis).
 const MAX_BATCH: usize = 256;
@@ -31,9 +27,9 @@ const QUEUE: usize = 8192;
 /// and the next batches must not queue behind it.
 const MAX_IN_FLIGHT: usize = 8;
 
-/// What the writer needs to name keys (as the rest of the Redis engine does) and apply the limits.
+/// What the writer needs to name keys and apply the limits.
 pub struct LocationKeys {
-    pub prefix: String,
+    pub keys: Keys,
     pub rate_per_s: u32,
     pub stream_maxlen: u64,
 }
@@ -145,8 +141,8 @@ fn fail(batch: &mut Vec<Report>, error: &str) {
 
 fn call_arguments(keys: &LocationKeys, batch: &[Report]) -> (Vec<String>, Vec<String>) {
     let mut redis_keys = Vec::with_capacity(2 + 2 * batch.len());
-    redis_keys.push(geo_key(&keys.prefix));
-    redis_keys.push(key(&keys.prefix, &["driver-locations"]));
+    redis_keys.push(keys.keys.drivers_geo());
+    redis_keys.push(keys.keys.driver_locations());
     let mut args = Vec::with_capacity(3 + 8 * batch.len());
     args.push(keys.rate_per_s.to_string());
     args.push(keys.stream_maxlen.to_string());
@@ -158,8 +154,8 @@ fn call_arguments(keys: &LocationKeys, batch: &[Report]) -> (Vec<String>, Vec<St
         ..
     } in batch
     {
-        redis_keys.push(driver_key(&keys.prefix, driver));
-        redis_keys.push(key(&keys.prefix, &["rate", driver]));
+        redis_keys.push(keys.keys.driver(driver));
+        redis_keys.push(keys.keys.location_rate(driver));
         args.extend([
             driver.clone(),
             p.lat.to_string(),
