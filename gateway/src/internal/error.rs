@@ -91,7 +91,7 @@ impl From<ClusterUnreachable> for ApiError {
 impl From<crate::state::StateError> for ApiError {
     fn from(error: crate::state::StateError) -> Self {
         crate::telemetry::metrics::redis_error("state");
-        tracing::error!(%error, "internal request failed: state unavailable");
+        tracing::error!(%error, kind = error.kind(), "internal request failed: state unavailable");
         Self::Unavailable("the state store is unreachable; retry".into())
     }
 }

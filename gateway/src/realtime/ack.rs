@@ -60,7 +60,7 @@ pub fn outcome_label(outcome: &Result<Reply, EventError>) -> &'static str {
 impl From<StateError> for EventError {
     fn from(error: StateError) -> Self {
         crate::telemetry::metrics::redis_error("state");
-        tracing::error!(%error, "client event failed: state unavailable");
+        tracing::error!(%error, kind = error.kind(), "client event failed: state unavailable");
         Self::Unavailable
     }
 }

@@ -21,21 +21,59 @@ use shared::{
     namespace::Namespace,
 };
 
-/// A dependency of the state is down (Redis unreachable, a script failed).
-#[derive(Debug, thiserror::Error)]
-#[error("state store unavailable: {0}")]
-pub struct StateError(pub String);
+/// Why the state store could not do what was asked. Every kind is answered the same way to
+/// clients (`UNAVAILABLE`, or 503: retry); the kinds are for logs, metrics and the decision to
+/// retry. fred follows MOVED and ASK redirections itself; they never reach here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The connection is down: nothing was sent.
+    #[error("state store unavailable: Redis connection down")]
+    Unavailable,
+    /// No answer within the command timeout (a frozen or overloaded Redis): the command may
+    /// still have run.
+    #[error("state store unavailable: no answer in time")]
+    Timeout,
+    /// The connection broke with the command in flight, or fred gave the command up.
+    #[error("state store unavailable: connection lost ({0})")]
+    ConnectionLost(String),
+    /// Redis refused or failed the command (a script error, out of memory, wrong type).
+    #[error("state store error: {0}")]
+    Command(String),
+    /// A reply the engine cannot read, or a value it cannot encode.
+    #[error("state store error: unexpected data ({0})")]
+    Data(String),
+    /// This replica's own machinery stopped (the location writer ended).
+    #[error("state store unavailable: {0}")]
+    Stopped(&'static str),
+}
 
 impl StateError {
-    /// The store's connection is down: nothing was sent.
-    pub fn unavailable() -> Self {
-        Self("Redis connection down".into())
+    /// A short stable label (logs, metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::ConnectionLost(_) => "connection_lost",
+            Self::Command(_) => "command",
+            Self::Data(_) => "data",
+            Self::Stopped(_) => "stopped",
+        }
     }
 }
 
 impl From<fred::error::Error> for StateError {
     fn from(e: fred::error::Error) -> Self {
-        Self(e.to_string())
+        use fred::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::Timeout => Self::Timeout,
+            ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure => {
+                Self::ConnectionLost(e.details().to_owned())
+            }
+            ErrorKind::Parse | ErrorKind::Protocol | ErrorKind::NotFound => {
+                Self::Data(e.details().to_owned())
+            }
+            _ => Self::Command(e.to_string()),
+        }
     }
 }
 
@@ -240,4 +278,31 @@ pub struct StateSettings {
     pub trip_ttl: Duration,
     /// Approximate cap of the `driver-locations` stream (Redis only).
     pub location_stream_maxlen: u64,
+}
+
+#[cfg(test)]
+mod error_tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::StateError;
+
+    #[test]
+    fn redis_errors_become_kinds_not_strings() {
+        let kind = |k, details: &'static str| StateError::from(Error::new(k, details)).kind();
+        assert_eq!(kind(ErrorKind::Timeout, "Request timed out."), "timeout");
+        assert_eq!(kind(ErrorKind::IO, "Connection reset"), "connection_lost");
+        assert_eq!(
+            kind(ErrorKind::Canceled, "Connection closed unexpectedly."),
+            "connection_lost"
+        );
+        assert_eq!(kind(ErrorKind::Parse, "Could not convert"), "data");
+        assert_eq!(
+            kind(
+                ErrorKind::Unknown,
+                "ERR Error running script (call to f_x): @user_script:1: oops"
+            ),
+            "command"
+        );
+        assert_eq!(StateError::Unavailable.kind(), "unavailable");
+    }
 }

@@ -151,7 +151,7 @@ impl RedisState {
         // While the connection is down fred would queue the call until it reconnects: fail at
         // once instead (a frozen Redis is bounded by the command timeout).
         if !self.client.is_connected() {
-            return Err(StateError::unavailable());
+            return Err(StateError::Unavailable);
         }
         let call = script
             .script
@@ -411,7 +411,7 @@ impl StateEngine for RedisState {
     }
 
     async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError> {
-        let json = serde_json::to_string(stats).map_err(|e| StateError(e.to_string()))?;
+        let json = serde_json::to_string(stats).map_err(|e| StateError::Data(e.to_string()))?;
         let was_live = self
             .run(
                 &self.scripts.renew_lease,

@@ -64,7 +64,7 @@ impl LocationWriter {
             position: position.clone(),
             answer,
         };
-        let stopped = || StateError("the location writer stopped".into());
+        let stopped = || StateError::Stopped("the location writer stopped");
         // The script call itself is batched with other drivers' reports; the span is this
         // report's wait for it.
         let wait = async {
@@ -109,7 +109,7 @@ impl BatchCall {
     async fn write(&self, mut batch: Vec<Report>) {
         if !self.client.is_connected() {
             // fred would hold the call until it reconnects: answer now.
-            return fail(&mut batch, &StateError::unavailable().0);
+            return fail(&mut batch, &StateError::Unavailable);
         }
         let (redis_keys, args) = call_arguments(&self.keys, &batch);
         let reply = self
@@ -124,18 +124,21 @@ impl BatchCall {
                         let _ = report.answer.send(Ok(outcome(reply)));
                     }
                 } else {
-                    fail(&mut batch, "the location script answered out of shape");
+                    fail(
+                        &mut batch,
+                        &StateError::Data("the location script answered out of shape".into()),
+                    );
                 }
             }
-            Err(error) => fail(&mut batch, &error.to_string()),
+            Err(error) => fail(&mut batch, &error.into()),
         }
     }
 }
 
 /// Every report of the batch gets the error (the handlers answer `UNAVAILABLE`: retry).
-fn fail(batch: &mut Vec<Report>, error: &str) {
+fn fail(batch: &mut Vec<Report>, error: &StateError) {
     for report in batch.drain(..) {
-        let _ = report.answer.send(Err(StateError(error.to_owned())));
+        let _ = report.answer.send(Err(error.clone()));
     }
 }
 
