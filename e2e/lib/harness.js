@@ -169,9 +169,22 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
         waiters.push({ match, resolve: (e) => { clearTimeout(timer); resolve(e); } });
       });
     },
+    /** Signals the process and resolves with how it exited; one still running 20 s later is
+     * killed and reported (a replica that does not exit after its drain is a defect). */
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      let timer;
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`${nodeId} did not exit within 20 s of ${signal}`));
+        }, 20000);
+      });
+      try {
+        return await Promise.race([exited, late]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
   };
   const bound = await Promise.race([

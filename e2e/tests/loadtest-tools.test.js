@@ -3,7 +3,7 @@
 // results are complete (every connection made, every message delivered, every revocation seen).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDatabase, startCluster, loadgen as runLoadgen } from '../lib/harness.js';
+import { createDatabase, startCluster, loadgen as runLoadgen, within } from '../lib/harness.js';
 
 let db;
 let cluster;
@@ -80,7 +80,7 @@ test('roll: a drained replica\'s clients come back on the others, spread over DR
   assert.equal(r.reconnected, 30, `every dropped client is greeted elsewhere: ${JSON.stringify(r.failed)}`);
   // The harness' SHUTDOWN_GRACE_MS is 5 s: the drain spreads over 2 s.
   assert.ok(r.closed_after_sigterm.max_ms >= 1500, `spread: last close at ${r.closed_after_sigterm.max_ms} ms`);
-  assert.equal((await C.exited).code, 0);
+  assert.equal((await within(C.exited, 20000, 'the rolled replica to exit')).code, 0);
 });
 
 test('fuzz: mutated protocol packets close their own sessions; the replica keeps answering its control client', async () => {

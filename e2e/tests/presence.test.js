@@ -149,8 +149,7 @@ test('a draining replica gives its lease up: it leaves admin:stats and its drive
     const socket = await connectAs(A, '/drivers', id.token);
     await ask(socket, 'driver:status', { status: 'ONLINE' });
     await within(changes.until((c) => c.driverId === id.userId), 15000, 'driver:status_changed of the driver at the admin');
-    A.child.kill('SIGTERM');
-    assert.equal((await A.exited).code, 0);
+    assert.equal((await A.stop('SIGTERM')).code, 0);
     const stats = await ask(admin, 'admin:stats', {});
     assert.deepEqual(stats.nodes.map((n) => n.nodeId), [B.nodeId]);
     const drainedAt = Date.now();

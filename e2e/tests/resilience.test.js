@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, startReplica, startRedis, connectAs, disconnected,
-  internalPost, redisCli, freePort,
+  internalPost, redisCli, freePort, within,
 } from '../lib/harness.js';
 
 test('after a Redis restart, revocations still reach every replica', async () => {
@@ -103,7 +103,7 @@ test('SIGTERM drains: clients are disconnected, reconnect to another replica, an
     await retried;
     ws.close();
     polling.close();
-    const { code } = await A.exited;
+    const { code } = await within(A.exited, 20000, 'the drained replica to exit');
     assert.equal(code, 0);
     assert.ok(Date.now() - started < 5000, 'exited within SHUTDOWN_GRACE_MS');
     assert.ok(A.logs.some((e) => e.message === 'drained'));
@@ -164,7 +164,7 @@ test('the drain spreads its disconnects over DRAIN_SPREAD_MS; every client may r
     const times = all.map((g) => g.at).sort((a, b) => a - b);
     assert.ok(times[times.length - 1] - times[0] >= 1000, `spread over the window: ${times.join(',')} ms`);
     assert.ok(times[times.length - 1] < 3000, `all gone within the window: ${times.join(',')} ms`);
-    const { code } = await replica.exited;
+    const { code } = await within(replica.exited, 20000, 'the drained replica to exit');
     assert.equal(code, 0);
   } finally {
     for (const s of sockets) s.close();

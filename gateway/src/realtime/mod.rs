@@ -23,7 +23,7 @@ pub mod validate;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -444,10 +444,19 @@ async fn connected<A: Adapter>(
         nsp = s.ns(), socket = %s.id, user = ctx.user_id(), sid = ctx.sid(),
         transport = ?s.transport_type(), "socket connected"
     );
+    // Cleanup (presence, limits, deadline) runs once, from whichever comes second: the
+    // disconnect handler, or this check. socketioxide calls a disconnect handler only if it was
+    // registered before the socket closed, and a client may leave during the awaits above (a
+    // driver gone then stayed "connected" forever).
+    let cleaned = Arc::new(AtomicBool::new(false));
+    let (on_close_svc, on_close_cleaned) = (svc.clone(), cleaned.clone());
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
-        let svc = svc.clone();
-        async move { on_disconnect(ns, s, reason, svc).await }
+        let (svc, cleaned) = (on_close_svc.clone(), on_close_cleaned.clone());
+        async move { on_disconnect(ns, s, reason, svc, &cleaned).await }
     });
+    if !s.connected() {
+        on_disconnect(ns, s, DisconnectReason::TransportClose, svc, &cleaned).await;
+    }
 }
 
 /// Wires `event` to `handle`, with the flood budget, validation of the socket's context, and the
@@ -504,7 +513,11 @@ async fn on_disconnect<A: Adapter>(
     s: SocketRef<A>,
     reason: DisconnectReason,
     svc: Arc<Services>,
+    cleaned: &AtomicBool,
 ) {
+    if cleaned.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let ctx = s.extensions.get::<Arc<SocketContext>>();
     if let Some(ctx) = ctx.as_deref() {
         svc.deadlines.forget(ns, s.id, ctx.expires_at_ms);
