@@ -7,7 +7,7 @@ use axum::{Json, extract::State};
 use serde_json::{Value, json};
 use shared::{events::is_reserved, namespace::Namespace, rooms::is_pushable};
 
-use super::{ApiError, InternalState, body::JsonBody};
+use super::{ApiError, InternalState, body::JsonBody, fields};
 
 const MAX_ROOMS: usize = 1_000;
 const MAX_EVENT_CHARS: usize = 128;
@@ -40,11 +40,7 @@ struct Push {
 }
 
 fn parse(body: Value) -> Result<Push, ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidPayload(
-            "body must be a JSON object".into(),
-        ));
-    };
+    let mut body = fields::object(body)?;
     let invalid = |m: &str| ApiError::InvalidPayload(m.into());
     let ns = body
         .get("namespace")

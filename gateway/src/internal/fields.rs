@@ -8,6 +8,16 @@ use super::ApiError;
 /// Longest id accepted in a path or body (trip, offer and session ids are opaque strings).
 pub const MAX_ID_CHARS: usize = 256;
 
+/// A request body that must be a JSON object (every POST body of the internal API).
+pub fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
+    match body {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(ApiError::InvalidPayload(
+            "body must be a JSON object".into(),
+        )),
+    }
+}
+
 pub fn id(field: &str, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > MAX_ID_CHARS {

@@ -72,11 +72,7 @@ struct OfferRequest {
 }
 
 fn parse(body: Value) -> Result<OfferRequest, ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidPayload(
-            "body must be a JSON object".into(),
-        ));
-    };
+    let mut body = fields::object(body)?;
     let offer_id = fields::required_id(&body, "offerId")?;
     let trip_id = fields::required_id(&body, "tripId")?;
     let expires_in_ms = body

@@ -109,11 +109,7 @@ pub async fn event(
 
 /// `{ type, passengerId, driverId?, data? }`; 400 names the first problem.
 fn parse(body: Value) -> Result<(TripEvent, Value), ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::InvalidPayload(
-            "body must be a JSON object".into(),
-        ));
-    };
+    let mut body = fields::object(body)?;
     let status = match body.get("type") {
         Some(Value::String(t)) => TripStatus::parse(t)
             .ok_or_else(|| ApiError::InvalidPayload(format!("unknown trip event type {t:?}")))?,
