@@ -69,7 +69,7 @@ fn dropped(ns: Namespace, event: &str, errors: &[SocketError]) -> Emitted {
         .filter(|e| matches!(e, SocketError::InternalChannelFull))
         .count();
     if full > 0 {
-        metrics::pushes_dropped(ns, full);
+        metrics::emits_dropped(ns, full);
         tracing::warn!(event, nsp = %ns, sockets = full, "send buffers full: transports closed");
     }
     Emitted { dropped: full }

@@ -275,7 +275,7 @@ pub fn offer(outcome: OfferOutcome) {
 
 /// Sockets of this replica that could not queue an emit (send buffer full; their transports
 /// were closed).
-pub fn pushes_dropped(ns: Namespace, sockets: usize) {
+pub fn emits_dropped(ns: Namespace, sockets: usize) {
     counter!("gateway_emits_dropped_total", "namespace" => namespace(ns)).increment(sockets as u64);
 }
 
