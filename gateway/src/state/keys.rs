@@ -1,29 +1,51 @@
 //! Every Redis key, channel and stream the gateway names, under `REDIS_PREFIX` (`{p}` below), so
 //! that clusters and test runs sharing one Redis stay apart.
 //!
+//! On a Redis Cluster a script may only touch keys of one hash slot. The `{…}` hash tags below
+//! put what one script touches in one slot, and spread the rest (docs/decisions.md, "State on a
+//! Redis Cluster"):
+//! - a driver's keys live in one of [`DRIVER_SHARDS`] shards (`{dN}`, N from the driver id),
+//!   together with that shard's part of the geo index, so a status change or a position report
+//!   stays one atomic script that also keeps the index right;
+//! - the replica registry (leases, counts, the drivers each replica holds) shares `{nodes}`;
+//! - single-key structures carry no tag: they land wherever their name hashes.
+//!
 //! | name | type | holds |
 //! |---|---|---|
-//! | `{p}:driver:{id}` | hash | a driver's status, last position, active trip |
-//! | `{p}:drivers:geo` | geo set | ONLINE drivers with a position |
-//! | `{p}:driver-locations` | stream | accepted positions, for backends (capped) |
-//! | `{p}:rate:{id}` | string | a driver's position reports in the current second |
-//! | `{p}:presence:{id}` | set | replicas holding a socket of the driver |
+//! | `{p}:{dN}:driver:{id}` | hash | a driver's status, last position, active trip |
+//! | `{p}:{dN}:presence:{id}` | hash | replicas holding a socket of the driver → their lease epoch |
+//! | `{p}:{dN}:rate:{id}` | hash | a driver's position reports in the current second |
+//! | `{p}:{dN}:drivers-geo` | geo set | the shard's ONLINE drivers with a position |
+//! | `{p}:driver-locations` | stream | accepted positions, for backends (capped; events.md) |
 //! | `{p}:presence:pending` | sorted set | drivers in their grace, by deadline |
-//! | `{p}:nodes` | sorted set | replica leases, by expiry |
-//! | `{p}:node:{node}:drivers` | set | drivers a replica holds a socket of |
-//! | `{p}:node:{node}:stats` | string | a replica's socket counts (JSON) |
+//! | `{p}:{nodes}:leases` | sorted set | replica leases, by expiry |
+//! | `{p}:{nodes}:epochs` | hash | each live replica's lease epoch (when its lease last started) |
+//! | `{p}:{nodes}:stats` | hash | each replica's socket counts (JSON) |
+//! | `{p}:{nodes}:reaping` | sorted set | lapsed replicas being reaped, by claim expiry |
+//! | `{p}:{nodes}:drivers:{node}` | set | drivers a replica holds a socket of |
 //! | `{p}:trip:{id}` | hash | a trip's status, passenger, driver, version |
 //! | `{p}:user-sockets:{ns}:{user}` | sorted set | a user's sockets by opening time (`MAX_SOCKETS_PER_USER`) |
 //! | `{p}:handshakes:{user}` | string | a user's handshakes in the window (`HANDSHAKE_RATE_PER_USER`) |
 //! | `{p}:auth-events` | channel | auth events from the auth service and the replicas |
-//! | `{p}:socket.io…` | channels | the Socket.IO adapter's (named by socketioxide-redis from this prefix) |
+//! | `{p}:socket.io…` | shard channels | the Socket.IO adapter's (named by socketioxide-redis from this prefix) |
 //!
-//! Some scripts still derive keys from ids and the prefix inside Lua (`reap_nodes`,
-//! `expire_drivers`, `live_nodes`, `presence_resync`, `write_trip`, `record_location`): the
-//! same names, built there from [`Keys::prefix`]. A standalone Redis (or all keys on one shard)
-//! is required for them.
+//! Ids are used as given: a driver id containing braces cannot move its key, because the first
+//! `{…}` of a name is the tag and ours comes before the id. The prefix may not contain braces
+//! (checked by the configuration).
 
 use shared::namespace::Namespace;
+
+/// Shards of the driver keys and of the geo index. A change renames every driver key: it is a
+/// migration (docs/operations.md), not a setting.
+pub const DRIVER_SHARDS: u32 = 16;
+
+/// The shard of a driver: FNV-1a of the id, stable across releases and platforms.
+pub fn driver_shard(driver: &str) -> u32 {
+    let hash = driver.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % DRIVER_SHARDS
+}
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -37,11 +59,6 @@ impl Keys {
         }
     }
 
-    /// The prefix, for the scripts that build keys themselves.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     fn key(&self, parts: &[&str]) -> String {
         let mut key = self.prefix.clone();
         for part in parts {
@@ -51,49 +68,66 @@ impl Keys {
         key
     }
 
-    pub fn driver(&self, driver: &str) -> String {
-        self.key(&["driver", driver])
+    fn shard_tag(shard: u32) -> String {
+        format!("{{d{shard}}}")
     }
 
-    pub fn drivers_geo(&self) -> String {
-        self.key(&["drivers", "geo"])
+    fn driver_key(&self, kind: &str, driver: &str) -> String {
+        self.key(&[&Self::shard_tag(driver_shard(driver)), kind, driver])
+    }
+
+    pub fn driver(&self, driver: &str) -> String {
+        self.driver_key("driver", driver)
+    }
+
+    pub fn presence(&self, driver: &str) -> String {
+        self.driver_key("presence", driver)
+    }
+
+    pub fn location_rate(&self, driver: &str) -> String {
+        self.driver_key("rate", driver)
+    }
+
+    /// The geo index part of `shard`.
+    pub fn drivers_geo(&self, shard: u32) -> String {
+        self.key(&[&Self::shard_tag(shard), "drivers-geo"])
+    }
+
+    /// The geo index part a driver belongs in.
+    pub fn driver_geo(&self, driver: &str) -> String {
+        self.drivers_geo(driver_shard(driver))
     }
 
     pub fn driver_locations(&self) -> String {
         self.key(&["driver-locations"])
     }
 
-    pub fn location_rate(&self, driver: &str) -> String {
-        self.key(&["rate", driver])
-    }
-
-    pub fn presence(&self, driver: &str) -> String {
-        self.key(&["presence", driver])
-    }
-
     pub fn presence_pending(&self) -> String {
         self.key(&["presence", "pending"])
     }
 
-    pub fn nodes(&self) -> String {
-        self.key(&["nodes"])
+    pub fn leases(&self) -> String {
+        self.key(&["{nodes}", "leases"])
+    }
+
+    pub fn epochs(&self) -> String {
+        self.key(&["{nodes}", "epochs"])
+    }
+
+    pub fn node_stats(&self) -> String {
+        self.key(&["{nodes}", "stats"])
+    }
+
+    pub fn reaping(&self) -> String {
+        self.key(&["{nodes}", "reaping"])
     }
 
     pub fn node_drivers(&self, node: &str) -> String {
-        self.key(&["node", node, "drivers"])
-    }
-
-    pub fn node_stats(&self, node: &str) -> String {
-        self.key(&["node", node, "stats"])
+        self.key(&["{nodes}", "drivers", node])
     }
 
     pub fn trip(&self, trip: &str) -> String {
         self.key(&["trip", trip])
-    }
-
-    /// The prefix `write_trip.lua` completes with a driver id.
-    pub fn driver_prefix(&self) -> String {
-        self.key(&["driver", ""])
     }
 
     pub fn user_sockets(&self, ns: Namespace, user: &str) -> String {
@@ -114,26 +148,55 @@ impl Keys {
     }
 }
 
+/// The hash slot Redis Cluster puts `key` in (CRC16 of its tag, mod 16384), for tests and checks.
+pub fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16_xmodem(hashed) % 16384
+}
+
+fn crc16_xmodem(data: &[u8]) -> u16 {
+    data.iter().fold(0u16, |mut crc, &byte| {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The names are the contract of a running fleet (a rolling update mixes versions) and of
-    /// the auth service (`{p}:auth-events`): a rename is a migration, not a refactor.
+    /// the backends (`{p}:auth-events`, `{p}:driver-locations`): a rename is a migration.
     #[test]
     fn the_names_do_not_change() {
         let k = Keys::new("gw");
-        assert_eq!(k.driver("d1"), "gw:driver:d1");
-        assert_eq!(k.drivers_geo(), "gw:drivers:geo");
+        assert_eq!(driver_shard("d1"), 6);
+        assert_eq!(k.driver("d1"), "gw:{d6}:driver:d1");
+        assert_eq!(k.presence("d1"), "gw:{d6}:presence:d1");
+        assert_eq!(k.location_rate("d1"), "gw:{d6}:rate:d1");
+        assert_eq!(k.driver_geo("d1"), "gw:{d6}:drivers-geo");
         assert_eq!(k.driver_locations(), "gw:driver-locations");
-        assert_eq!(k.location_rate("d1"), "gw:rate:d1");
-        assert_eq!(k.presence("d1"), "gw:presence:d1");
         assert_eq!(k.presence_pending(), "gw:presence:pending");
-        assert_eq!(k.nodes(), "gw:nodes");
-        assert_eq!(k.node_drivers("n1"), "gw:node:n1:drivers");
-        assert_eq!(k.node_stats("n1"), "gw:node:n1:stats");
+        assert_eq!(k.leases(), "gw:{nodes}:leases");
+        assert_eq!(k.epochs(), "gw:{nodes}:epochs");
+        assert_eq!(k.node_stats(), "gw:{nodes}:stats");
+        assert_eq!(k.reaping(), "gw:{nodes}:reaping");
+        assert_eq!(k.node_drivers("n1"), "gw:{nodes}:drivers:n1");
         assert_eq!(k.trip("t1"), "gw:trip:t1");
-        assert_eq!(k.driver_prefix(), "gw:driver:");
         assert_eq!(
             k.user_sockets(Namespace::Drivers, "u1"),
             "gw:user-sockets:drivers:u1"
@@ -141,5 +204,54 @@ mod tests {
         assert_eq!(k.handshakes("u1"), "gw:handshakes:u1");
         assert_eq!(k.auth_events(), "gw:auth-events");
         assert_eq!(k.adapter(), "gw:socket.io");
+    }
+
+    #[test]
+    fn slots_follow_redis() {
+        // Values from Redis' CLUSTER KEYSLOT.
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_eq!(slot("{}foo"), crc16_xmodem(b"{}foo") % 16384);
+    }
+
+    /// What one script touches shares a slot: a driver's keys and its part of the geo index;
+    /// the replica registry.
+    #[test]
+    fn each_script_touches_one_slot() {
+        let k = Keys::new("gw");
+        for driver in ["d1", "driver-42", "a{b}c", "", "ü"] {
+            let s = slot(&k.driver(driver));
+            assert_eq!(slot(&k.presence(driver)), s, "{driver}");
+            assert_eq!(slot(&k.location_rate(driver)), s, "{driver}");
+            assert_eq!(slot(&k.driver_geo(driver)), s, "{driver}");
+        }
+        let s = slot(&k.leases());
+        for key in [
+            k.epochs(),
+            k.node_stats(),
+            k.reaping(),
+            k.node_drivers("n-1"),
+        ] {
+            assert_eq!(slot(&key), s, "{key}");
+        }
+    }
+
+    /// The shards spread over the slots, hence over the masters of a cluster.
+    #[test]
+    fn shards_spread() {
+        let k = Keys::new("gw");
+        let slots: std::collections::HashSet<u16> = (0..DRIVER_SHARDS)
+            .map(|s| slot(&k.drivers_geo(s)))
+            .collect();
+        assert_eq!(slots.len(), DRIVER_SHARDS as usize);
+        let mut counts = [0u32; DRIVER_SHARDS as usize];
+        for i in 0..16_000 {
+            counts[driver_shard(&format!("driver-{i}")) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

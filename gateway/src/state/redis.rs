@@ -1,17 +1,26 @@
-//! The Redis engine: state shared by every replica, under `REDIS_PREFIX`. Each operation is one
-//! Lua script: one round trip, atomic, timed by the Redis clock (replicas' clocks may differ).
-//! Position reports are the exception: they go in batches (`redis_locations`). The keys are named
-//! in [`super::keys`].
+//! The Redis engine: state shared by every replica, under `REDIS_PREFIX`, on one Redis or a
+//! Redis Cluster. Each step is a Lua script over keys of one hash slot ([`super::keys`]): one
+//! round trip, atomic, timed by the Redis clock (replicas' clocks may differ). An operation that
+//! spans slots (a driver and the replica registry, a trip and its drivers) is a few such steps,
+//! each idempotent, ordered so that a step left undone is repaired by a later one
+//! (docs/decisions.md, "State on a Redis Cluster"). Position reports go in batches
+//! (`redis_locations`).
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use fred::{clients::Client, interfaces::ClientLike, types::Value, types::scripts::Script};
+use futures::future::try_join_all;
 use shared::{
     events::{DriverStatus, TripStatus},
     namespace::Namespace,
 };
-use std::time::Duration;
 
-use super::keys::Keys;
+use super::keys::{DRIVER_SHARDS, Keys, driver_shard};
 use super::redis_locations::{LocationKeys, LocationWriter};
 use super::{
     DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
@@ -22,76 +31,92 @@ use crate::{
     telemetry::traces::{leaf, redis_span},
 };
 
-struct Scripts {
-    set_status: Named,
-    driver_state: Named,
-    drivers_nearby: Named,
-    presence_opened: Named,
-    presence_closed: Named,
-    presence_resync: Named,
-    is_present: Named,
-    reap_nodes: Named,
-    expire_drivers: Named,
-    renew_lease: Named,
-    live_nodes: Named,
-    read_trip: Named,
-    write_trip: Named,
-    user_socket_opened: Named,
-    user_socket_closed: Named,
-    handshake_rate: Named,
-}
-
 /// A script and the name its spans carry.
-struct Named {
+pub(super) struct Named {
     name: &'static str,
     script: Script,
 }
 
-fn named(name: &'static str, lua: &str) -> Named {
-    Named {
-        name,
-        script: Script::from_lua(lua),
+impl Named {
+    pub(super) fn new(name: &'static str, lua: &str) -> Self {
+        Self {
+            name,
+            script: Script::from_lua(lua),
+        }
+    }
+
+    /// Runs the script: a client span on traced paths.
+    pub(super) async fn run(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Value, StateError> {
+        // While the connection is down fred would queue the call until it reconnects: fail at
+        // once instead (a frozen Redis is bounded by the command timeout).
+        if !client.is_connected() {
+            return Err(StateError::Unavailable);
+        }
+        let call = self
+            .script
+            .evalsha_with_reload::<Value, _, _>(client, keys, args);
+        Ok(leaf(redis_span("EVALSHA", self.name), call).await?)
     }
 }
 
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            set_status: named("set_status", include_str!("lua/set_status.lua")),
-            driver_state: named("driver_state", include_str!("lua/driver_state.lua")),
-            drivers_nearby: named("drivers_nearby", include_str!("lua/drivers_nearby.lua")),
-            presence_opened: named("presence_opened", include_str!("lua/presence_opened.lua")),
-            presence_closed: named("presence_closed", include_str!("lua/presence_closed.lua")),
-            presence_resync: named("presence_resync", include_str!("lua/presence_resync.lua")),
-            is_present: named("is_present", include_str!("lua/is_present.lua")),
-            reap_nodes: named("reap_nodes", include_str!("lua/reap_nodes.lua")),
-            expire_drivers: named("expire_drivers", include_str!("lua/expire_drivers.lua")),
-            renew_lease: named("renew_lease", include_str!("lua/renew_lease.lua")),
-            live_nodes: named("live_nodes", include_str!("lua/live_nodes.lua")),
-            read_trip: named(
-                "read_trip",
-                "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')",
-            ),
-            write_trip: named("write_trip", include_str!("lua/write_trip.lua")),
-            user_socket_opened: named(
-                "user_socket_opened",
-                include_str!("lua/user_socket_opened.lua"),
-            ),
-            user_socket_closed: named(
-                "user_socket_closed",
-                "return redis.call('ZREM', KEYS[1], ARGV[1])",
-            ),
-            handshake_rate: named("handshake_rate", include_str!("lua/handshake_rate.lua")),
+macro_rules! scripts {
+    ($($name:ident),* $(,)?) => {
+        struct Scripts { $($name: Named,)* }
+        impl Scripts {
+            fn new() -> Self {
+                Self { $($name: Named::new(
+                    stringify!($name),
+                    include_str!(concat!("lua/", stringify!($name), ".lua")),
+                ),)* }
+            }
         }
-    }
+    };
 }
+
+scripts!(
+    set_status,
+    driver_state,
+    presence_nodes,
+    any_live,
+    geo_search,
+    drivers_read,
+    presence_assert,
+    presence_release,
+    pending_add,
+    node_drivers,
+    renew_lease,
+    live_nodes,
+    claim_lapsed,
+    finish_reap,
+    claim_due,
+    expire_drivers,
+    pending_done,
+    write_trip,
+    bind_trip,
+    user_socket_opened,
+    handshake_rate,
+);
+
+const READ_TRIP: &str =
+    "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')";
+const USER_SOCKET_CLOSED: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 
 pub struct RedisState {
     client: Client,
     keys: Keys,
     settings: StateSettings,
     scripts: Scripts,
+    read_trip: Named,
+    user_socket_closed: Named,
     locations: LocationWriter,
+    /// This replica's lease epoch (the Redis time its lease last started), written with its
+    /// presence so that a reaper removes only what it wrote before its lease lapsed.
+    epoch: AtomicU64,
 }
 
 /// How long a user's socket registry outlives its last opened socket: longer than any socket
@@ -100,6 +125,45 @@ const USER_SOCKETS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Drivers turned OFFLINE per sweep at most (the rest wait for the next sweep).
 const EXPIRE_BATCH: usize = 500;
+
+/// Lapsed replicas reaped per sweep at most.
+const REAP_BATCH: usize = 50;
+
+/// How long a claim on a lapsed replica or on due drivers holds: a replica that dies while
+/// handling them leaves them to another after this.
+const CLAIM: Duration = Duration::from_secs(30);
+
+/// Drivers per script call when a call carries many (presence re-assertion).
+const CHUNK: usize = 500;
+
+/// Items grouped so that each group's keys share a slot: by driver shard on a cluster, all in
+/// one group (one call) on a single Redis.
+pub(super) fn by_shard<T>(
+    clustered: bool,
+    items: Vec<T>,
+    driver: impl Fn(&T) -> &str,
+) -> Vec<Vec<T>> {
+    let mut groups: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+    for item in items {
+        let shard = if clustered {
+            driver_shard(driver(&item))
+        } else {
+            0
+        };
+        groups.entry(shard).or_default().push(item);
+    }
+    groups
+        .into_values()
+        .flat_map(|group| {
+            let mut chunks = Vec::new();
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                chunks.push(group.by_ref().take(CHUNK).collect::<Vec<_>>());
+            }
+            chunks
+        })
+        .collect()
+}
 
 impl RedisState {
     /// Starts the location writer: call within the Tokio runtime.
@@ -110,6 +174,7 @@ impl RedisState {
                 keys: Keys::new(prefix),
                 rate_per_s: settings.location_rate_per_s,
                 stream_maxlen: settings.location_stream_maxlen,
+                clustered: client.is_clustered(),
             },
         );
         Self {
@@ -118,45 +183,210 @@ impl RedisState {
             keys: Keys::new(prefix),
             settings,
             scripts: Scripts::new(),
+            read_trip: Named::new("read_trip", READ_TRIP),
+            user_socket_closed: Named::new("user_socket_closed", USER_SOCKET_CLOSED),
+            epoch: AtomicU64::new(0),
         }
     }
 
-    /// Replicas whose lease lapsed (or `node`, leaving) lose their drivers; each driver no replica
-    /// holds any more starts its grace.
-    async fn reap_nodes(&self, node: Option<&str>) -> Result<(), StateError> {
-        /// Lapsed replicas handled per sweep at most.
-        const REAP_BATCH: &str = "50";
-        self.run(
-            &self.scripts.reap_nodes,
-            vec![self.keys.nodes(), self.keys.presence_pending()],
-            vec![
-                self.keys.prefix().to_owned(),
-                self.settings.presence_grace.as_millis().to_string(),
-                REAP_BATCH.into(),
-                node.unwrap_or_default().to_owned(),
-                self.settings.node_id.clone(),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Runs one script: a client span on traced paths.
     async fn run(
         &self,
         script: &Named,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<Value, StateError> {
-        // While the connection is down fred would queue the call until it reconnects: fail at
-        // once instead (a frozen Redis is bounded by the command timeout).
-        if !self.client.is_connected() {
-            return Err(StateError::Unavailable);
+        script.run(&self.client, keys, args).await
+    }
+
+    fn groups<T>(&self, items: Vec<T>, driver: impl Fn(&T) -> &str) -> Vec<Vec<T>> {
+        by_shard(self.client.is_clustered(), items, driver)
+    }
+
+    fn grace_ms(&self) -> String {
+        self.settings.presence_grace.as_millis().to_string()
+    }
+
+    /// Whether one of `nodes` holds a live lease.
+    async fn any_live(&self, nodes: Vec<String>) -> Result<bool, StateError> {
+        if nodes.is_empty() {
+            return Ok(false);
         }
-        let call = script
-            .script
-            .evalsha_with_reload::<Value, _, _>(&self.client, keys, args);
-        Ok(leaf(redis_span("EVALSHA", script.name), call).await?)
+        let live = self
+            .run(&self.scripts.any_live, vec![self.keys.leases()], nodes)
+            .await?;
+        Ok(live.as_i64() == Some(1))
+    }
+
+    async fn node_drivers(&self, op: &str, drivers: &[String]) -> Result<Vec<String>, StateError> {
+        let mut args = vec![op.to_owned()];
+        args.extend(drivers.iter().cloned());
+        let reply = self
+            .run(
+                &self.scripts.node_drivers,
+                vec![self.keys.node_drivers(&self.settings.node_id)],
+                args,
+            )
+            .await?;
+        Ok(strings(reply))
+    }
+
+    /// Records this replica as holding `drivers` under its current epoch.
+    async fn assert_presence(&self, drivers: Vec<String>) -> Result<(), StateError> {
+        let epoch = self.epoch.load(Ordering::SeqCst).to_string();
+        let calls = self.groups(drivers, |d| d).into_iter().map(|group| {
+            let keys = group
+                .iter()
+                .flat_map(|d| [self.keys.presence(d), self.keys.driver(d)])
+                .collect();
+            let args = vec![self.settings.node_id.clone(), epoch.clone()];
+            self.run(&self.scripts.presence_assert, keys, args)
+        });
+        try_join_all(calls).await?;
+        Ok(())
+    }
+
+    /// `node` no longer holds `drivers` (only entries of `max_epoch` or older, when given); the
+    /// drivers now held by no replica start their grace from `start` (`None`: now).
+    async fn release_presence(
+        &self,
+        node: &str,
+        max_epoch: &str,
+        drivers: Vec<String>,
+        start: Option<&str>,
+        keep_earlier_deadline: bool,
+    ) -> Result<(), StateError> {
+        let calls = self.groups(drivers, |d| d).into_iter().map(|group| {
+            let keys = group.iter().map(|d| self.keys.presence(d)).collect();
+            let mut args = vec![node.to_owned(), max_epoch.to_owned()];
+            args.extend(group);
+            self.run(&self.scripts.presence_release, keys, args)
+        });
+        let free: Vec<String> = try_join_all(calls)
+            .await?
+            .into_iter()
+            .flat_map(strings)
+            .collect();
+        if free.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec![
+            self.grace_ms(),
+            start.unwrap_or_default().to_owned(),
+            if keep_earlier_deadline { "NX" } else { "" }.to_owned(),
+        ];
+        args.extend(free);
+        self.run(
+            &self.scripts.pending_add,
+            vec![self.keys.presence_pending()],
+            args,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Replicas whose lease lapsed (or `leaving`) lose their drivers; each driver no replica
+    /// holds any more starts its grace from the lapse.
+    async fn reap_nodes(&self, leaving: Option<&str>) -> Result<(), StateError> {
+        let claimed = self
+            .run(
+                &self.scripts.claim_lapsed,
+                vec![self.keys.leases(), self.keys.reaping(), self.keys.epochs()],
+                vec![
+                    REAP_BATCH.to_string(),
+                    leaving.unwrap_or_default().to_owned(),
+                    self.settings.node_id.clone(),
+                    CLAIM.as_millis().to_string(),
+                ],
+            )
+            .await?
+            .into_array();
+        for claim in claimed.chunks_exact(4) {
+            let [node, epoch, score, lapsed] = [0, 1, 2, 3].map(|i| claim[i].as_string());
+            let (Some(node), Some(score), Some(lapsed)) = (node, score, lapsed) else {
+                return Err(StateError::Data(
+                    "claim_lapsed answered out of shape".into(),
+                ));
+            };
+            let held = strings(
+                self.run(
+                    &self.scripts.node_drivers,
+                    vec![self.keys.node_drivers(&node)],
+                    vec!["list".into()],
+                )
+                .await?,
+            );
+            let epoch = epoch.unwrap_or_default();
+            self.release_presence(&node, &epoch, held, Some(&lapsed), true)
+                .await?;
+            self.run(
+                &self.scripts.finish_reap,
+                vec![
+                    self.keys.leases(),
+                    self.keys.reaping(),
+                    self.keys.epochs(),
+                    self.keys.node_stats(),
+                    self.keys.node_drivers(&node),
+                ],
+                vec![node, score],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Drivers past their grace that no replica holds become OFFLINE.
+    async fn expire_due(&self) -> Result<Vec<StatusChange>, StateError> {
+        let claimed = strings(
+            self.run(
+                &self.scripts.claim_due,
+                vec![self.keys.presence_pending()],
+                vec![EXPIRE_BATCH.to_string(), CLAIM.as_millis().to_string()],
+            )
+            .await?,
+        );
+        let Some((claim, due)) = claimed.split_first() else {
+            return Err(StateError::Data("claim_due answered out of shape".into()));
+        };
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now_rfc3339();
+        let calls = self.groups(due.to_vec(), |d| d).into_iter().map(|group| {
+            let keys = group
+                .iter()
+                .flat_map(|d| {
+                    [
+                        self.keys.presence(d),
+                        self.keys.driver(d),
+                        self.keys.driver_geo(d),
+                    ]
+                })
+                .collect();
+            let mut args = vec![at.clone()];
+            args.extend(group);
+            self.run(&self.scripts.expire_drivers, keys, args)
+        });
+        let changed: Vec<String> = try_join_all(calls)
+            .await?
+            .into_iter()
+            .flat_map(strings)
+            .collect();
+        let mut args = vec![claim.clone()];
+        args.extend(due.iter().cloned());
+        self.run(
+            &self.scripts.pending_done,
+            vec![self.keys.presence_pending()],
+            args,
+        )
+        .await?;
+        Ok(changed
+            .into_iter()
+            .map(|driver_id| StatusChange {
+                driver_id,
+                status: DriverStatus::Offline,
+                at: at.clone(),
+            })
+            .collect())
     }
 }
 
@@ -167,6 +397,11 @@ fn text(value: &Value) -> Option<String> {
 
 fn number(value: &Value) -> Option<f64> {
     text(value).and_then(|s| s.parse().ok())
+}
+
+/// The non-empty strings of an array reply.
+fn strings(value: Value) -> Vec<String> {
+    value.into_array().iter().filter_map(text).collect()
 }
 
 #[async_trait]
@@ -180,7 +415,7 @@ impl StateEngine for RedisState {
         let previous = self
             .run(
                 &self.scripts.set_status,
-                vec![self.keys.driver(driver), self.keys.drivers_geo()],
+                vec![self.keys.driver(driver), self.keys.driver_geo(driver)],
                 vec![
                     driver.into(),
                     status.as_str().into(),
@@ -204,11 +439,7 @@ impl StateEngine for RedisState {
         let reply = self
             .run(
                 &self.scripts.driver_state,
-                vec![
-                    self.keys.driver(driver),
-                    self.keys.presence(driver),
-                    self.keys.nodes(),
-                ],
+                vec![self.keys.driver(driver), self.keys.presence(driver)],
                 vec![],
             )
             .await?
@@ -216,8 +447,9 @@ impl StateEngine for RedisState {
         if reply.first().and_then(Value::as_i64) != Some(1) {
             return Ok(None);
         }
-        let field = |i: usize| reply.get(i + 2).and_then(text);
-        let num = |i: usize| reply.get(i + 2).and_then(number);
+        let field = |i: usize| reply.get(i + 1).and_then(text);
+        let num = |i: usize| reply.get(i + 1).and_then(number);
+        let nodes = reply.iter().skip(10).filter_map(text).collect();
         let last_location = match (num(1), num(2)) {
             (Some(lat), Some(lng)) => Some(Position {
                 lat,
@@ -234,140 +466,117 @@ impl StateEngine for RedisState {
             status: field(0)
                 .and_then(|s| DriverStatus::parse(&s))
                 .unwrap_or(DriverStatus::Offline),
-            connected: reply.get(1).and_then(Value::as_i64) == Some(1),
+            connected: self.any_live(nodes).await?,
             last_location,
             active_trip_id: field(8),
         }))
     }
 
     async fn drivers_nearby(&self, q: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError> {
-        let rows = self
-            .run(
-                &self.scripts.drivers_nearby,
-                vec![self.keys.drivers_geo()],
+        // Every shard's part of the index, at once; then the candidates' hashes, which say
+        // whether each is still ONLINE (an index entry may lag its driver's status by a step).
+        let searches = (0..DRIVER_SHARDS).map(|shard| {
+            self.run(
+                &self.scripts.geo_search,
+                vec![self.keys.drivers_geo(shard)],
                 vec![
                     q.lng.to_string(),
                     q.lat.to_string(),
                     q.radius_m.to_string(),
                     q.limit.to_string(),
-                    self.keys.driver_prefix(),
                 ],
             )
+        });
+        let mut candidates: Vec<(String, f64)> = try_join_all(searches)
             .await?
-            .into_array();
-        Ok(rows
-            .chunks_exact(5)
-            .filter_map(|row| {
-                Some(NearbyDriver {
-                    driver_id: text(&row[0])?,
-                    distance_m: number(&row[1])?,
-                    lat: number(&row[2])?,
-                    lng: number(&row[3])?,
-                    status: DriverStatus::Online,
-                    at: text(&row[4]).unwrap_or_default(),
-                })
+            .into_iter()
+            .flat_map(|rows| {
+                rows.into_array()
+                    .chunks_exact(2)
+                    .filter_map(|row| Some((text(&row[0])?, number(&row[1])?)))
+                    .collect::<Vec<_>>()
             })
-            .collect())
+            .collect();
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let reads = self
+            .groups(candidates, |(d, _)| d)
+            .into_iter()
+            .map(|group| async move {
+                let keys = group.iter().map(|(d, _)| self.keys.driver(d)).collect();
+                let rows = self.run(&self.scripts.drivers_read, keys, vec![]).await?;
+                Ok::<_, StateError>(
+                    group
+                        .into_iter()
+                        .zip(rows.into_array().chunks_exact(4).map(<[Value]>::to_vec))
+                        .filter_map(|((driver_id, distance_m), row)| {
+                            (text(&row[0]).as_deref() == Some("ONLINE")).then_some(())?;
+                            Some(NearbyDriver {
+                                driver_id,
+                                distance_m,
+                                lat: number(&row[1])?,
+                                lng: number(&row[2])?,
+                                status: DriverStatus::Online,
+                                at: text(&row[3]).unwrap_or_default(),
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            });
+        let mut found: Vec<NearbyDriver> = try_join_all(reads).await?.concat();
+        found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+        found.truncate(q.limit);
+        Ok(found)
     }
 
     async fn presence_opened(&self, driver: &str) -> Result<(), StateError> {
-        self.run(
-            &self.scripts.presence_opened,
-            vec![
-                self.keys.presence(driver),
-                self.keys.node_drivers(&self.settings.node_id),
-                self.keys.presence_pending(),
-                self.keys.driver(driver),
-            ],
-            vec![self.settings.node_id.clone(), driver.into()],
-        )
-        .await?;
+        let drivers = [driver.to_owned()];
+        tokio::try_join!(
+            self.assert_presence(drivers.to_vec()),
+            self.node_drivers("add", &drivers),
+        )?;
         Ok(())
     }
 
     async fn presence_closed(&self, driver: &str) -> Result<(), StateError> {
-        self.run(
-            &self.scripts.presence_closed,
-            vec![
-                self.keys.presence(driver),
-                self.keys.node_drivers(&self.settings.node_id),
-                self.keys.presence_pending(),
-            ],
-            vec![
-                self.settings.node_id.clone(),
-                driver.into(),
-                self.settings.presence_grace.as_millis().to_string(),
-            ],
-        )
-        .await?;
+        let drivers = [driver.to_owned()];
+        tokio::try_join!(
+            self.release_presence(&self.settings.node_id, "", drivers.to_vec(), None, false),
+            self.node_drivers("remove", &drivers),
+        )?;
         Ok(())
     }
 
     async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError> {
-        let mut args = vec![
-            self.keys.prefix().to_owned(),
-            self.settings.node_id.clone(),
-            self.settings.presence_grace.as_millis().to_string(),
-        ];
-        args.extend(drivers.iter().cloned());
-        self.run(
-            &self.scripts.presence_resync,
-            vec![
-                self.keys.node_drivers(&self.settings.node_id),
-                self.keys.presence_pending(),
-            ],
-            args,
-        )
-        .await?;
+        // Recorded here but no longer held: released, their grace starts now.
+        let dropped = self.node_drivers("replace", drivers).await?;
+        tokio::try_join!(
+            self.release_presence(&self.settings.node_id, "", dropped, None, true),
+            self.assert_presence(drivers.to_vec()),
+        )?;
         Ok(())
     }
 
     async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
-        let reply = self
+        let nodes = self
             .run(
-                &self.scripts.is_present,
-                vec![self.keys.presence(driver), self.keys.nodes()],
+                &self.scripts.presence_nodes,
+                vec![self.keys.presence(driver)],
                 vec![],
             )
             .await?;
-        Ok(reply.as_i64() == Some(1))
+        self.any_live(strings(nodes)).await
     }
 
     async fn expire_presence(&self, reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
         if reap_lapsed {
             self.reap_nodes(None).await?;
         }
-        let at = now_rfc3339();
-        let changed = self
-            .run(
-                &self.scripts.expire_drivers,
-                vec![self.keys.presence_pending(), self.keys.drivers_geo()],
-                vec![
-                    self.keys.prefix().to_owned(),
-                    at.clone(),
-                    EXPIRE_BATCH.to_string(),
-                ],
-            )
-            .await?
-            .into_array();
-        Ok(changed
-            .iter()
-            .filter_map(text)
-            .map(|driver_id| StatusChange {
-                driver_id,
-                status: DriverStatus::Offline,
-                at: at.clone(),
-            })
-            .collect())
+        self.expire_due().await
     }
 
     async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError> {
         let reply = self
-            .run(
-                &self.scripts.read_trip,
-                vec![self.keys.trip(trip_id)],
-                vec![],
-            )
+            .run(&self.read_trip, vec![self.keys.trip(trip_id)], vec![])
             .await?
             .into_array();
         let field = |i: usize| reply.get(i).and_then(text);
@@ -387,37 +596,51 @@ impl StateEngine for RedisState {
     }
 
     async fn write_trip(&self, w: &TripWrite) -> Result<bool, StateError> {
-        let mut args = vec![
-            w.expected_version
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            w.status.as_str().into(),
-            w.passenger_id.clone(),
-            w.driver_id.clone().unwrap_or_default(),
-            self.settings.trip_ttl.as_secs().max(1).to_string(),
-            w.bind.clone().unwrap_or_default(),
-            w.trip_id.clone(),
-            self.keys.driver_prefix(),
-        ];
-        args.extend(w.unbind.iter().cloned());
         let written = self
             .run(
                 &self.scripts.write_trip,
                 vec![self.keys.trip(&w.trip_id)],
-                args,
+                vec![
+                    w.expected_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    w.status.as_str().into(),
+                    w.passenger_id.clone(),
+                    w.driver_id.clone().unwrap_or_default(),
+                    self.settings.trip_ttl.as_secs().max(1).to_string(),
+                ],
             )
             .await?;
-        Ok(written.as_i64() == Some(1))
+        if written.as_i64() != Some(1) {
+            return Ok(false);
+        }
+        // The bindings follow the trip: unbinding first, so a driver both unbound and bound
+        // ends bound.
+        let ops: Vec<(&str, &str)> = w
+            .unbind
+            .iter()
+            .map(|d| (d.as_str(), "unbind"))
+            .chain(w.bind.iter().map(|d| (d.as_str(), "bind")))
+            .collect();
+        let calls = self.groups(ops, |(d, _)| d).into_iter().map(|group| {
+            let keys = group.iter().map(|(d, _)| self.keys.driver(d)).collect();
+            let mut args = vec![w.trip_id.clone(), w.passenger_id.clone()];
+            args.extend(group.iter().map(|(_, op)| (*op).to_owned()));
+            self.run(&self.scripts.bind_trip, keys, args)
+        });
+        try_join_all(calls).await?;
+        Ok(true)
     }
 
     async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError> {
         let json = serde_json::to_string(stats).map_err(|e| StateError::Data(e.to_string()))?;
-        let was_live = self
+        let reply = self
             .run(
                 &self.scripts.renew_lease,
                 vec![
-                    self.keys.nodes(),
-                    self.keys.node_stats(&self.settings.node_id),
+                    self.keys.leases(),
+                    self.keys.epochs(),
+                    self.keys.node_stats(),
                 ],
                 vec![
                     self.settings.node_id.clone(),
@@ -425,23 +648,28 @@ impl StateEngine for RedisState {
                     json,
                 ],
             )
-            .await?;
-        Ok(was_live.as_i64() == Some(1))
+            .await?
+            .into_array();
+        let epoch = reply
+            .get(1)
+            .and_then(text)
+            .and_then(|e| e.parse().ok())
+            .ok_or_else(|| StateError::Data("renew_lease answered without an epoch".into()))?;
+        self.epoch.store(epoch, Ordering::SeqCst);
+        Ok(reply.first().and_then(Value::as_i64) == Some(1))
     }
 
     async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {
         let rows = self
             .run(
                 &self.scripts.live_nodes,
-                vec![self.keys.nodes()],
-                vec![self.keys.prefix().to_owned()],
+                vec![self.keys.leases(), self.keys.node_stats()],
+                vec![],
             )
-            .await?
-            .into_array();
-        Ok(rows
+            .await?;
+        Ok(strings(rows)
             .iter()
-            .filter_map(text)
-            .filter_map(|json| serde_json::from_str(&json).ok())
+            .filter_map(|json| serde_json::from_str(json).ok())
             .collect())
     }
 
@@ -466,9 +694,8 @@ impl StateEngine for RedisState {
                     USER_SOCKETS_TTL.as_millis().to_string(),
                 ],
             )
-            .await?
-            .into_array();
-        Ok(replaced.iter().filter_map(text).collect())
+            .await?;
+        Ok(strings(replaced))
     }
 
     async fn user_socket_closed(
@@ -478,7 +705,7 @@ impl StateEngine for RedisState {
         socket: &str,
     ) -> Result<(), StateError> {
         self.run(
-            &self.scripts.user_socket_closed,
+            &self.user_socket_closed,
             vec![self.keys.user_sockets(ns, user)],
             vec![socket.to_owned()],
         )
@@ -500,5 +727,33 @@ impl StateEngine for RedisState {
             )
             .await?;
         Ok(allowed.as_i64() == Some(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_redis_takes_one_call_a_cluster_one_per_shard() {
+        let drivers: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+        assert_eq!(by_shard(false, drivers.clone(), |d| d).len(), 1);
+        let groups = by_shard(true, drivers.clone(), |d| d);
+        assert!(groups.len() > 1);
+        for group in &groups {
+            let shard = driver_shard(&group[0]);
+            assert!(group.iter().all(|d| driver_shard(d) == shard));
+        }
+        assert_eq!(groups.concat().len(), drivers.len());
+    }
+
+    #[test]
+    fn big_groups_are_cut_into_calls_of_bounded_size() {
+        let drivers: Vec<String> = (0..1_201).map(|i| format!("d{i}")).collect();
+        let groups = by_shard(false, drivers, |d| d);
+        assert_eq!(
+            groups.iter().map(Vec::len).collect::<Vec<_>>(),
+            [500, 500, 201]
+        );
     }
 }

@@ -1,23 +1,26 @@
 //! Position reports to Redis in batches: one script call carries the reports that arrived while
-//! earlier calls were in flight, applied in arrival order within the call.
+//! earlier calls were in flight, applied in arrival order within the call (on a Redis Cluster, one
+//! call per driver shard of the batch), then one call appends the accepted ones to the stream.
 //!
 //! Per report, the Redis client's own work (encoding the call, routing, reading the reply) was
 //! about half of the gateway's CPU for `driver:location` (callgrind, docs/benchmarks-notes.md).
 //! Nothing waits for a timer: when the replica is quiet a batch holds one report and goes at once;
 //! under load, batches grow by themselves while Redis answers the calls in flight.
 
-use fred::{
-    clients::Client,
-    interfaces::ClientLike,
-    types::{Value, scripts::Script},
-};
+use fred::{clients::Client, types::Value};
+use futures::future::join_all;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::telemetry::traces::{leaf, redis_span};
 
-use super::{ActiveTrip, LocationOutcome, Position, StateError, geo::MAX_INDEXED_LAT, keys::Keys};
+use super::{
+    ActiveTrip, LocationOutcome, Position, StateError,
+    geo::MAX_INDEXED_LAT,
+    keys::Keys,
+    redis::{Named, by_shard},
+};
 
 /// Reports per script call at most (keeps each call short for everything else on Redis).
 const MAX_BATCH: usize = 256;
@@ -32,6 +35,8 @@ pub struct LocationKeys {
     pub keys: Keys,
     pub rate_per_s: u32,
     pub stream_maxlen: u64,
+    /// On a cluster, one call per shard; on one Redis, one call per batch.
+    pub clustered: bool,
 }
 
 struct Report {
@@ -79,7 +84,8 @@ async fn write_batches(client: Client, keys: LocationKeys, mut queue: mpsc::Rece
     let writer = Arc::new(BatchCall {
         client,
         keys,
-        script: Script::from_lua(include_str!("lua/record_location.lua")),
+        record: Named::new("record_locations", include_str!("lua/record_locations.lua")),
+        append: Named::new("append_locations", include_str!("lua/append_locations.lua")),
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
@@ -102,63 +108,119 @@ async fn write_batches(client: Client, keys: LocationKeys, mut queue: mpsc::Rece
 struct BatchCall {
     client: Client,
     keys: LocationKeys,
-    script: Script,
+    record: Named,
+    append: Named,
 }
 
 impl BatchCall {
-    async fn write(&self, mut batch: Vec<Report>) {
-        if !self.client.is_connected() {
-            // fred would hold the call until it reconnects: answer now.
-            return fail(&mut batch, &StateError::Unavailable);
-        }
-        let (redis_keys, args) = call_arguments(&self.keys, &batch);
-        let reply = self
-            .script
-            .evalsha_with_reload::<Value, _, _>(&self.client, redis_keys, args)
-            .await;
-        match reply {
-            Ok(reply) => {
-                let values = reply.into_array();
-                if values.len() == 3 * batch.len() {
-                    for (report, reply) in batch.drain(..).zip(values.chunks(3)) {
-                        let _ = report.answer.send(Ok(outcome(reply)));
+    /// Stores the batch (one call per shard on a cluster, one call on a single Redis), then
+    /// appends what was accepted to the stream, in arrival order; a report is answered once
+    /// both are done.
+    async fn write(&self, batch: Vec<Report>) {
+        let batch: Vec<(usize, Report)> = batch.into_iter().enumerate().collect();
+        let groups = by_shard(self.keys.clustered, batch, |(_, r)| &r.driver);
+        let stored = join_all(groups.into_iter().map(|group| self.store(group))).await;
+        let mut answered: Vec<(usize, Report, Result<LocationOutcome, StateError>)> =
+            stored.into_iter().flatten().collect();
+        answered.sort_by_key(|(arrival, ..)| *arrival);
+        if self.keys.stream_maxlen > 0 {
+            let accepted: Vec<&Report> = answered
+                .iter()
+                .filter(|(_, _, outcome)| matches!(outcome, Ok(LocationOutcome::Accepted { .. })))
+                .map(|(_, report, _)| report)
+                .collect();
+            if !accepted.is_empty()
+                && let Err(error) = self.append(&accepted).await
+            {
+                // Stored but not in the stream: the driver retries, and the retry gets there.
+                for (_, _, outcome) in &mut answered {
+                    if outcome.is_ok() {
+                        *outcome = Err(error.clone());
                     }
-                } else {
-                    fail(
-                        &mut batch,
-                        &StateError::Data("the location script answered out of shape".into()),
-                    );
                 }
             }
-            Err(error) => fail(&mut batch, &error.into()),
+        }
+        for (_, report, outcome) in answered {
+            let _ = report.answer.send(outcome);
         }
     }
-}
 
-/// Every report of the batch gets the error (the handlers answer `UNAVAILABLE`: retry).
-fn fail(batch: &mut Vec<Report>, error: &StateError) {
-    for report in batch.drain(..) {
-        let _ = report.answer.send(Err(error.clone()));
+    /// One script call for reports whose keys share a slot.
+    async fn store(
+        &self,
+        group: Vec<(usize, Report)>,
+    ) -> Vec<(usize, Report, Result<LocationOutcome, StateError>)> {
+        let (redis_keys, args) = call_arguments(&self.keys, group.iter().map(|(_, r)| r));
+        let reply = self
+            .record
+            .run(&self.client, redis_keys, args)
+            .await
+            .map(Value::into_array);
+        let outcomes: Vec<Result<LocationOutcome, StateError>> = match reply {
+            Ok(values) if values.len() == 3 * group.len() => {
+                values.chunks(3).map(|reply| Ok(outcome(reply))).collect()
+            }
+            Ok(_) => vec![
+                Err(StateError::Data(
+                    "the location script answered out of shape".into()
+                ));
+                group.len()
+            ],
+            // Every report of the call gets the error (the handlers answer UNAVAILABLE: retry).
+            Err(error) => vec![Err(error); group.len()],
+        };
+        group
+            .into_iter()
+            .zip(outcomes)
+            .map(|((arrival, report), outcome)| (arrival, report, outcome))
+            .collect()
+    }
+
+    async fn append(&self, accepted: &[&Report]) -> Result<(), StateError> {
+        let mut args = Vec::with_capacity(1 + 7 * accepted.len());
+        args.push(self.keys.stream_maxlen.to_string());
+        let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        for Report {
+            driver,
+            position: p,
+            ..
+        } in accepted
+        {
+            args.extend([
+                driver.clone(),
+                p.lat.to_string(),
+                p.lng.to_string(),
+                optional(p.heading),
+                optional(p.speed),
+                p.recorded_at.clone().unwrap_or_default(),
+                p.at.clone(),
+            ]);
+        }
+        self.append
+            .run(&self.client, vec![self.keys.keys.driver_locations()], args)
+            .await?;
+        Ok(())
     }
 }
 
-fn call_arguments(keys: &LocationKeys, batch: &[Report]) -> (Vec<String>, Vec<String>) {
-    let mut redis_keys = Vec::with_capacity(2 + 2 * batch.len());
-    redis_keys.push(keys.keys.drivers_geo());
-    redis_keys.push(keys.keys.driver_locations());
-    let mut args = Vec::with_capacity(3 + 8 * batch.len());
-    args.push(keys.rate_per_s.to_string());
-    args.push(keys.stream_maxlen.to_string());
-    args.push(MAX_INDEXED_LAT.to_string());
+fn call_arguments<'a>(
+    keys: &LocationKeys,
+    reports: impl Iterator<Item = &'a Report>,
+) -> (Vec<String>, Vec<String>) {
+    let mut redis_keys = Vec::new();
+    let mut args = vec![keys.rate_per_s.to_string(), MAX_INDEXED_LAT.to_string()];
     let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for Report {
         driver,
         position: p,
         ..
-    } in batch
+    } in reports
     {
-        redis_keys.push(keys.keys.driver(driver));
-        redis_keys.push(keys.keys.location_rate(driver));
+        redis_keys.extend([
+            keys.keys.driver(driver),
+            keys.keys.location_rate(driver),
+            keys.keys.driver_geo(driver),
+        ]);
         args.extend([
             driver.clone(),
             p.lat.to_string(),

@@ -1,19 +1,16 @@
--- Drivers past their grace with no socket anywhere become OFFLINE, once.
--- KEYS: pending offline, geo index. ARGV: key prefix, at, max.
+-- Claimed drivers (of one shard) past their grace: those no replica holds become OFFLINE, once.
+-- KEYS: per driver, its presence hash, driver hash, geo index part. ARGV: at, then the ids.
 -- Returns the ids whose status changed.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local p = ARGV[1]
 local changed = {}
-for _, driver in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[3])) do
-  redis.call('ZREM', KEYS[1], driver)
-  if redis.call('SCARD', p .. ':presence:' .. driver) == 0 then
-    local hash = p .. ':driver:' .. driver
-    redis.call('ZREM', KEYS[2], driver)
+for i = 0, #KEYS / 3 - 1 do
+  local driver = ARGV[2 + i]
+  if redis.call('HLEN', KEYS[1 + 3 * i]) == 0 then
+    local hash = KEYS[2 + 3 * i]
+    redis.call('ZREM', KEYS[3 + 3 * i], driver)
     local prev = redis.call('HGET', hash, 'status')
     if prev and prev ~= 'OFFLINE' then
-      redis.call('HSET', hash, 'status', 'OFFLINE', 'statusAt', ARGV[2])
-      table.insert(changed, driver)
+      redis.call('HSET', hash, 'status', 'OFFLINE', 'statusAt', ARGV[1])
+      changed[#changed + 1] = driver
     end
   end
 end

@@ -1,14 +1,14 @@
--- A batch of position reports, applied in order (one script call for all of them).
--- KEYS: geo index, locations stream, then per report: driver hash, rate window.
--- ARGV: rate/s, stream maxlen, max indexable |lat|, then per report 8 values: driverId, lat, lng,
---       heading, speed, accuracy, recordedAt, at. Absent optional values are ''.
+-- Position reports of drivers of one shard (one slot), applied in order in one call.
+-- KEYS: per report, the driver hash, its rate window and its shard's geo index part.
+-- ARGV: rate/s, max indexable |lat|, then per report 8 values: driverId, lat, lng, heading,
+--       speed, accuracy, recordedAt, at. Absent optional values are ''.
 -- Returns 3 values per report: 1 stored / 0 rate-limited, activeTripId, activePassengerId.
 local second = redis.call('TIME')[1]
-local rate, maxlen, max_lat = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, max_lat = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  local driver_key, rate_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local a = 3 + 8 * i
+for i = 0, #KEYS / 3 - 1 do
+  local driver_key, rate_key, geo_key = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
+  local a = 2 + 8 * i
   local driver, lat, lng, heading, speed, accuracy, recorded_at, at =
     ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
   local n = 1
@@ -28,11 +28,7 @@ for i = 0, (#KEYS - 2) / 2 - 1 do
     redis.call('HSETNX', driver_key, 'status', 'OFFLINE')
     local st = redis.call('HMGET', driver_key, 'status', 'activeTripId', 'activePassengerId')
     if st[1] == 'ONLINE' and math.abs(tonumber(lat)) <= max_lat then
-      redis.call('GEOADD', KEYS[1], lng, lat, driver)
-    end
-    if maxlen > 0 then
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'driverId', driver, 'lat', lat,
-        'lng', lng, 'heading', heading, 'speed', speed, 'recordedAt', recorded_at, 'at', at)
+      redis.call('GEOADD', geo_key, lng, lat, driver)
     end
     out[#out + 1] = 1
     out[#out + 1] = st[2] or ''
