@@ -206,6 +206,45 @@ impl DatabaseSettings {
     }
 }
 
+/// How the gateway reaches Redis, read from `REDIS_URL`'s scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One Redis (`redis://`, `rediss://` with TLS).
+    Single,
+    /// A Redis Cluster (`redis-cluster://`, `rediss-cluster://`): sharded pub/sub, state spread
+    /// over the masters by hash tags.
+    Cluster,
+}
+
+/// The topology a Redis URL names, or why it cannot be used (never echoing the URL: it may hold
+/// a password).
+pub fn redis_topology(url: &str) -> Result<RedisTopology, &'static str> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    let topology = match scheme {
+        "redis" | "rediss" => RedisTopology::Single,
+        "redis-cluster" | "rediss-cluster" => RedisTopology::Cluster,
+        "redis-sentinel" | "rediss-sentinel" => {
+            return Err(
+                "names Redis Sentinel, which is not supported: use one Redis \
+                        (redis://, rediss://) or a Redis Cluster (redis-cluster://, rediss-cluster://)",
+            );
+        }
+        _ => {
+            return Err(
+                "is not a Redis URL: redis://, rediss://, redis-cluster:// or \
+                        rediss-cluster://",
+            );
+        }
+    };
+    if !url.contains("://") || fred::prelude::Config::from_url(url).is_err() {
+        return Err(
+            "is not a valid Redis URL: [user:password@]host[:port], and for a cluster \
+                    ?node=host:port&node=host:port",
+        );
+    }
+    Ok(topology)
+}
+
 /// Cluster mode: where Redis is and how this cluster's keys and channels are named.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -398,23 +437,24 @@ impl ServeSettings {
             None => None,
             Some(url) => {
                 let url = url.trim();
-                let scheme_ok = url.starts_with("redis://") || url.starts_with("redis+unix://");
-                if !scheme_ok || fred::prelude::Config::from_url(url).is_err() {
-                    return Err(ConfigError {
-                        name: settings::REDIS_URL.name,
-                        problem: "is not a valid redis:// URL".into(),
-                    });
-                }
+                redis_topology(url).map_err(|problem| ConfigError {
+                    name: settings::REDIS_URL.name,
+                    problem: problem.into(),
+                })?;
                 Some(RedisSettings {
                     url: Secret::new(url),
                 })
             }
         };
         let redis_prefix: String = src.parsed(&settings::REDIS_PREFIX, "a prefix")?;
-        if redis_prefix.chars().any(|c| c.is_whitespace() || c == '#') {
+        // Braces would become the hash tag of every key (keys.rs), putting them all in one slot.
+        if redis_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '#' | '{' | '}'))
+        {
             return Err(ConfigError {
                 name: settings::REDIS_PREFIX.name,
-                problem: "must not contain whitespace or '#'".into(),
+                problem: "must not contain whitespace, '#', '{' or '}'".into(),
             });
         }
         let node_id = src
@@ -660,6 +700,35 @@ mod tests {
         let err = serve(&[("REDIS_URL", "ftp://u:hunter2@h")]).expect_err("bad url");
         assert_eq!(err.name, "REDIS_URL");
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_urls_name_one_redis_or_a_cluster() {
+        use super::{RedisTopology::*, redis_topology};
+        assert_eq!(redis_topology("redis://h:6379"), Ok(Single));
+        assert_eq!(redis_topology("rediss://u:pw@h:6380/0"), Ok(Single));
+        assert_eq!(
+            redis_topology("redis-cluster://h1:7000?node=h2:7001&node=h3:7002"),
+            Ok(Cluster)
+        );
+        assert_eq!(
+            redis_topology("rediss-cluster://default:pw@h1:7000"),
+            Ok(Cluster)
+        );
+        let sentinel = redis_topology("redis-sentinel://h:26379?sentinelServiceName=m");
+        assert!(
+            sentinel
+                .expect_err("sentinel")
+                .contains("Sentinel, which is not supported")
+        );
+        assert!(redis_topology("h:6379").is_err());
+        assert!(redis_topology("redis://h:notaport").is_err());
+        for bad in ["redis-cluster://pw@", "redis://a b"] {
+            let err = serve(&[("REDIS_URL", bad)]).expect_err(bad);
+            assert_eq!(err.name, "REDIS_URL");
+        }
+        let err = serve(&[("REDIS_PREFIX", "gw{1}")]).expect_err("braces");
+        assert_eq!(err.name, "REDIS_PREFIX");
     }
 
     #[test]

@@ -87,7 +87,7 @@ settings! {
     DATABASE_URL: Secret, Value("postgres://postgres@127.0.0.1:5432/gateway"),
         "PostgreSQL holding `users` and `sessions`";
     REDIS_URL: Secret, Unset,
-        "unset: single replica, in-memory adapter; set (`redis://`): cluster mode with the Redis adapter";
+        "unset: single replica, in-memory adapter; set: cluster mode with the Redis adapter, on one Redis (`redis://`, `rediss://` for TLS) or a Redis Cluster (`redis-cluster://host:port?node=host:port&node=host:port`, `rediss-cluster://`); Sentinel is not supported (docs/operations.md, Redis topologies)";
     REDIS_PREFIX: Plain, Value("gateway"),
         "prefix of every Redis key, channel and stream the gateway uses (`{prefix}:auth-events`, `{prefix}:socket.io-*`, `{prefix}:driver-locations`, state keys)";
     JWT_SECRET: Secret, Required,
