@@ -27,5 +27,7 @@ cargo test --workspace --locked
 node --test loadtest/k6/test/
 (cd loadtest/peers/node-socketio && node --test test/)
 (cd e2e && npm test)
+# The multi-replica suites again, with the replicas on a local Redis Cluster of three masters.
+(cd e2e && npm run test:redis-cluster)
 # The deployment artifacts: Dockerfile, compose stack, Helm chart (docs/deployment.md).
 .venv/bin/python -m pytest -q -p no:cacheprovider deploy/tests

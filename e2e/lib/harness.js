@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import jwt from 'jsonwebtoken';
 import { io } from 'socket.io-client';
+import { startRedisCluster } from './redis-cluster.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const GATEWAY_BIN =
@@ -21,7 +22,13 @@ export const LOADGEN_BIN =
 /** PostgreSQL server the tests create their databases on (trust auth on this machine). */
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 /** The shared Redis; each cluster gets its own REDIS_PREFIX on it. */
-export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+// With E2E_REDIS_CLUSTER=1 every deployment of this test file runs on a Redis Cluster of three
+// masters started for it (scripts/test.sh runs the multi-replica suites this way too).
+export const ON_REDIS_CLUSTER = process.env.E2E_REDIS_CLUSTER === '1';
+const redisCluster = ON_REDIS_CLUSTER ? await startRedisCluster() : null;
+export const REDIS_URL = redisCluster?.url ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** The deployments a suite runs against: a single replica is not repeated on a cluster run. */
+export const MODES = ON_REDIS_CLUSTER ? ['cluster'] : ['cluster', 'single'];
 export const JWT_SECRET = 'e2e-secret-' + randomBytes(8).toString('hex');
 export const INTERNAL_TOKEN = 'e2e-internal-' + randomBytes(8).toString('hex');
 
@@ -282,14 +289,22 @@ export async function internalPost(replica, pathname, body, { token = INTERNAL_T
   return { status: res.status, body: parsed };
 }
 
-/** PUBLISH on a Redis server, as a backend would (uses redis-cli). */
+/** A command on the deployment's Redis (one server or a cluster), as a backend would (uses redis-cli). */
 export function redisCli(args, redisUrl = REDIS_URL) {
-  const { hostname, port } = new URL(redisUrl);
+  const { hostname, port, protocol } = new URL(redisUrl);
+  // On a cluster, follow MOVED redirections to the key's master.
+  const cluster = protocol.startsWith('redis-cluster') ? ['-c'] : [];
   return new Promise((resolve, reject) => {
-    execFile('redis-cli', ['-h', hostname, '-p', port || '6379', ...args], (error, stdout) =>
+    execFile('redis-cli', [...cluster, '-h', hostname, '-p', port || '6379', ...args], (error, stdout) =>
       error ? reject(error) : resolve(stdout.trim()),
     );
   });
+}
+
+/** How many connections subscribe to a (non-sharded) channel of the deployment's Redis. */
+export async function subscribers(channel) {
+  if (redisCluster) return redisCluster.subscribers(channel);
+  return Number((await redisCli(['PUBSUB', 'NUMSUB', channel])).split('\n')[1]);
 }
 
 /** A free TCP port on loopback. */

@@ -4,11 +4,11 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
-  createDatabase, createIdentity, startDeployment, connectAs, ask, record, internalPost,
+  MODES, createDatabase, createIdentity, startDeployment, connectAs, ask, record, internalPost,
   disconnected, eventually,
 } from '../lib/harness.js';
 
-for (const mode of ['cluster', 'single']) {
+for (const mode of MODES) {
   describe(`admin and push (${mode})`, () => {
     let db;
     let dep;

@@ -4,11 +4,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createDatabase, createIdentity, startDeployment, connectAs, ask, record, redisCli, client,
+  MODES, createDatabase, createIdentity, startDeployment, connectAs, ask, record, redisCli, client,
   connectOk, disconnected,
 } from '../lib/harness.js';
 
-for (const mode of ['cluster', 'single']) {
+for (const mode of MODES) {
   describe(`drivers (${mode})`, () => {
     let db;
     let dep;

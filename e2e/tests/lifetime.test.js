@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Manager } from 'socket.io-client';
 import jwt from 'jsonwebtoken';
 import {
-  createDatabase, createIdentity, startDeployment, connectAs, connectError, client, ask, record,
+  MODES, createDatabase, createIdentity, startDeployment, connectAs, connectError, client, ask, record,
   disconnected, internalPost, sign, within, eventually, JWT_SECRET,
 } from '../lib/harness.js';
 
@@ -27,7 +27,7 @@ const env = {
 const SWEEP_MS = 1000;
 const now = () => Math.floor(Date.now() / 1000);
 
-for (const mode of ['cluster', 'single']) {
+for (const mode of MODES) {
   describe(`session lifetime (${mode})`, () => {
     let db;
     let deployment;

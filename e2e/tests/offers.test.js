@@ -5,10 +5,10 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
-  createDatabase, createIdentity, startDeployment, connectAs, internalPost,
+  MODES, createDatabase, createIdentity, startDeployment, connectAs, internalPost,
 } from '../lib/harness.js';
 
-for (const mode of ['cluster', 'single']) {
+for (const mode of MODES) {
   describe(`offers (${mode})`, () => {
     let db;
     let dep;

@@ -5,10 +5,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createDatabase, createIdentity, startDeployment, connectAs, internalPost, eventually, sign,
+  MODES, createDatabase, createIdentity, startDeployment, connectAs, internalPost, eventually, sign,
 } from '../lib/harness.js';
 
-for (const mode of ['cluster', 'single']) {
+for (const mode of MODES) {
   describe(`pushes (${mode})`, () => {
     let db;
     let dep;

@@ -1,0 +1,125 @@
+// A throwaway Redis Cluster from Debian's redis-server (`--cluster-enabled yes`) and
+// `redis-cli --cluster create`: masters, optionally one replica each, on free loopback ports.
+import { spawn, execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const running = new Set();
+// Servers end with the test process that started them.
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+function cli(port, args) {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', ['-p', String(port), ...args], (error, stdout, stderr) =>
+      error ? reject(new Error(`redis-cli -p ${port} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout.trim()),
+    );
+  });
+}
+
+/** A free port whose cluster bus port (+10000) is free too. */
+async function freePortPair() {
+  for (;;) {
+    const port = await listenFree(0);
+    if (port < 55000 && (await listenFree(port + 10000).then(() => true, () => false))) return port;
+  }
+}
+
+function listenFree(port) {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => {
+      const { port: bound } = srv.address();
+      srv.close(() => resolve(bound));
+    });
+  });
+}
+
+async function until(probe, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await probe().catch((error) => {
+      if (error.message.includes('exited')) throw error;
+      return false;
+    })) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startNode(port, dir, nodeTimeoutMs) {
+  // Logs to a file and no pipes: the test process may exit while the servers run (its exit
+  // handler kills them).
+  const child = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+    '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(nodeTimeoutMs),
+    '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', path.join(dir, `${port}.log`),
+  ], { stdio: 'ignore' });
+  running.add(child);
+  const exited = once(child, 'exit');
+  child.once('exit', () => running.delete(child));
+  child.unref();
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited ${child.exitCode}`);
+    return (await cli(port, ['PING'])) === 'PONG';
+  }, 10000, `redis-server on ${port} to answer PING`);
+  return { port, child, exited };
+}
+
+/**
+ * Starts a cluster of `masters` masters with `replicas` replicas each and resolves once every
+ * node reports `cluster_state:ok`. `url` is the gateway's `REDIS_URL` for it.
+ */
+export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeoutMs = 2000 } = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gw-redis-cluster-'));
+  const ports = [];
+  for (let i = 0; i < masters * (1 + replicas); i += 1) ports.push(await freePortPair());
+  const nodes = await Promise.all(ports.map((port) => startNode(port, dir, nodeTimeoutMs)));
+  await cli(ports[0], [
+    '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
+    '--cluster-replicas', String(replicas), '--cluster-yes',
+  ]);
+  const healthy = async () => {
+    for (const { port } of nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null)) {
+      const info = await cli(port, ['CLUSTER', 'INFO']);
+      if (!info.includes('cluster_state:ok')) return false;
+    }
+    return true;
+  };
+  await until(healthy, 20000, 'the Redis Cluster to be ok on every node');
+  const url = `redis-cluster://127.0.0.1:${ports[0]}?${ports.slice(1).map((p) => `node=127.0.0.1:${p}`).join('&')}`;
+  return {
+    url,
+    ports,
+    nodes,
+    cli,
+    /** Resolves once every running node agrees the cluster is ok (after a failover). */
+    healthy: (ms = 20000) => until(healthy, ms, 'the Redis Cluster to be ok on every running node'),
+    /** Subscribers of a (non-sharded) channel over every node: PUBLISH counts only its node's. */
+    async subscribers(channel) {
+      let total = 0;
+      for (const { port, child } of nodes) {
+        if (child.exitCode !== null || child.signalCode !== null) continue;
+        total += Number((await cli(port, ['PUBSUB', 'NUMSUB', channel])).split('\n')[1]);
+      }
+      return total;
+    },
+    /** The ports of the current masters, from a running node's view. */
+    async masters() {
+      const alive = nodes.find((n) => n.child.exitCode === null && n.child.signalCode === null);
+      const lines = (await cli(alive.port, ['CLUSTER', 'NODES'])).split('\n');
+      return lines
+        .filter((l) => l.includes('master') && !l.includes('fail'))
+        .map((l) => Number(l.split(' ')[1].split('@')[0].split(':')[1]));
+    },
+    async stop() {
+      for (const { child } of nodes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await Promise.all(nodes.map((n) => n.exited));
+    },
+  };
+}
