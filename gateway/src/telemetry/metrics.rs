@@ -137,6 +137,10 @@ fn describe() {
         "Sockets of this replica that could not queue an emit (send buffer full); each had its transport closed."
     );
     describe_counter!(
+        "gateway_adapter_messages_lost_total",
+        "Cross-replica messages (emits, adapter requests) this replica's Redis adapter lost: lagged (behind Redis pub/sub) or buffer_full (a channel's stream buffer); cluster mode only."
+    );
+    describe_counter!(
         "gateway_connections_refused_total",
         "Connections closed on arrival because the listener held its cap (MAX_CONNECTIONS)."
     );
@@ -322,6 +326,12 @@ pub fn render(now: Snapshot) -> String {
     gauge!("gateway_ready").set(f64::from(u8::from(now.ready)));
     if let Some(up) = now.redis_up {
         gauge!("gateway_redis_up").set(f64::from(u8::from(up)));
+        // Counted by the adapter's driver (vendored patch, vendor/README.md).
+        use socketioxide_redis::drivers::fred::lost;
+        counter!("gateway_adapter_messages_lost_total", "reason" => "lagged")
+            .absolute(lost::lagged());
+        counter!("gateway_adapter_messages_lost_total", "reason" => "buffer_full")
+            .absolute(lost::buffer_full());
     }
     gauge!("gateway_db_pool_connections", "state" => "idle").set(now.pool.idle as f64);
     gauge!("gateway_db_pool_connections", "state" => "in_use").set(now.pool.in_use as f64);

@@ -398,6 +398,18 @@ async fn a_revocation_is_one_trace_across_replicas_and_nothing_leaks() {
 
     let metrics = a.metrics().await;
     assert_eq!(sample(&metrics, "gateway_redis_up", &[]), Some(1.0));
+    // The adapter lost nothing, and says so (the vendored socketioxide-redis counts it).
+    for reason in ["lagged", "buffer_full"] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "gateway_adapter_messages_lost_total",
+                &[("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
     assert_eq!(
         sample(
             &metrics,
