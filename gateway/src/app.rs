@@ -345,6 +345,7 @@ async fn start_socketio(
     let keys = Keys::new(&settings.redis_prefix);
     let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
     health.set_redis(clients.clone());
+    clients.log_connection_errors();
     tracing::info!("connecting to Redis (retrying until it answers)");
     clients
         .commands

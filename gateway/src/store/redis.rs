@@ -34,6 +34,9 @@ const PUBSUB_BUFFER: usize = 2048;
 /// that the connection is up first, so a Redis that is down fails at once.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How often a connection error that keeps happening is logged again.
+const REPEAT_ERROR_AFTER: Duration = Duration::from_secs(30);
+
 /// The connections one replica holds to Redis.
 #[derive(Clone)]
 pub struct RedisClients {
@@ -96,6 +99,33 @@ impl RedisClients {
                     total = channels.len(),
                     "redis reconnected, adapter channels restored"
                 );
+            }
+        })
+    }
+
+    /// Logs why the connection to Redis fails (refused, a certificate not trusted, a password
+    /// refused): fred retries silently. A repeat of the same error is logged again after
+    /// [`REPEAT_ERROR_AFTER`] at most, not on every retry.
+    pub fn log_connection_errors(&self) -> JoinHandle<()> {
+        let mut errors = self.commands.error_rx();
+        tokio::spawn(async move {
+            let mut last: Option<(String, std::time::Instant)> = None;
+            loop {
+                let (error, server) = match errors.recv().await {
+                    Ok(event) => event,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let text = error.to_string();
+                if last
+                    .as_ref()
+                    .is_some_and(|(seen, at)| *seen == text && at.elapsed() < REPEAT_ERROR_AFTER)
+                {
+                    continue;
+                }
+                let server = server.map(|s| s.to_string()).unwrap_or_default();
+                tracing::warn!(error = %text, %server, "redis connection failed; retrying");
+                last = Some((text, std::time::Instant::now()));
             }
         })
     }
