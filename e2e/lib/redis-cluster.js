@@ -118,7 +118,11 @@ export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeout
         .map((l) => Number(l.split(' ')[1].split('@')[0].split(':')[1]));
     },
     async stop() {
-      for (const { child } of nodes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const { child } of nodes) {
+        // Referenced again, or the process could end before their exit is seen.
+        child.ref();
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
       await Promise.all(nodes.map((n) => n.exited));
     },
   };

@@ -23,8 +23,12 @@ pub async fn emit(
         event,
         data,
     } = parse(body)?;
-    let sockets = live.io.count(ns, rooms.clone()).await;
-    let emitted = live.io.emit(ns, rooms, &event, &data).await?;
+    // The count asks every replica (a round trip through Redis): the push does not wait for it.
+    let (sockets, emitted) = tokio::join!(
+        live.io.count(ns, rooms.clone()),
+        live.io.emit(ns, rooms, &event, &data)
+    );
+    let emitted = emitted?;
     Ok(Json(
         json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),
     ))
