@@ -12,7 +12,7 @@
 //!
 //! | name | type | holds |
 //! |---|---|---|
-//! | `{p}:{dN}:driver:{id}` | hash | a driver's status, last position, active trip |
+//! | `{p}:{dN}:driver:{id}` | hash | a driver's status, last position, active trip (and the trip version it was bound or unbound at) |
 //! | `{p}:{dN}:presence:{id}` | hash | replicas holding a socket of the driver → their lease epoch |
 //! | `{p}:{dN}:rate:{id}` | hash | a driver's position reports in the current second |
 //! | `{p}:{dN}:drivers-geo` | geo set | the shard's ONLINE drivers with a position |
@@ -23,7 +23,7 @@
 //! | `{p}:{nodes}:stats` | hash | each replica's socket counts (JSON) |
 //! | `{p}:{nodes}:reaping` | sorted set | lapsed replicas being reaped, by claim expiry |
 //! | `{p}:{nodes}:drivers:{node}` | set | drivers a replica holds a socket of |
-//! | `{p}:trip:{id}` | hash | a trip's status, passenger, driver, version |
+//! | `{p}:trip:{id}` | hash | a trip's status, passenger, driver, version; driver bindings not yet applied |
 //! | `{p}:user-sockets:{ns}:{user}` | sorted set | a user's sockets by opening time (`MAX_SOCKETS_PER_USER`) |
 //! | `{p}:handshakes:{user}` | string | a user's handshakes in the window (`HANDSHAKE_RATE_PER_USER`) |
 //! | `{p}:auth-events` | channel | auth events from the auth service and the replicas |

@@ -98,12 +98,13 @@ scripts!(
     pending_done,
     write_trip,
     bind_trip,
+    bindings_done,
     user_socket_opened,
     handshake_rate,
 );
 
-const READ_TRIP: &str =
-    "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', 'version')";
+const READ_TRIP: &str = "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', \
+     'version', 'bindings')";
 const USER_SOCKET_CLOSED: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 
 pub struct RedisState {
@@ -334,6 +335,33 @@ impl RedisState {
         Ok(())
     }
 
+    /// Applies recorded bindings (unbinding first, so a driver both unbound and bound ends
+    /// bound), then forgets them unless a later write recorded others.
+    async fn apply_bindings(&self, recorded: &str) -> Result<(), StateError> {
+        let b: Bindings =
+            serde_json::from_str(recorded).map_err(|e| StateError::Data(e.to_string()))?;
+        let ops: Vec<(&str, &str)> = b
+            .unbind
+            .iter()
+            .map(|d| (d.as_str(), "unbind"))
+            .chain(b.bind.iter().map(|d| (d.as_str(), "bind")))
+            .collect();
+        let calls = self.groups(ops, |(d, _)| d).into_iter().map(|group| {
+            let keys = group.iter().map(|(d, _)| self.keys.driver(d)).collect();
+            let mut args = vec![b.trip.clone(), b.passenger.clone(), b.version.to_string()];
+            args.extend(group.iter().map(|(_, op)| (*op).to_owned()));
+            self.run(&self.scripts.bind_trip, keys, args)
+        });
+        try_join_all(calls).await?;
+        self.run(
+            &self.scripts.bindings_done,
+            vec![self.keys.trip(&b.trip)],
+            vec![recorded.to_owned()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Drivers past their grace that no replica holds become OFFLINE.
     async fn expire_due(&self) -> Result<Vec<StatusChange>, StateError> {
         let claimed = strings(
@@ -387,6 +415,31 @@ impl RedisState {
                 at: at.clone(),
             })
             .collect())
+    }
+}
+
+/// The driver bindings a trip write changes, recorded in the trip hash until applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Bindings {
+    trip: String,
+    /// The trip's version once written: bindings apply in version order.
+    version: u64,
+    passenger: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unbind: Vec<String>,
+}
+
+impl Bindings {
+    fn of(w: &TripWrite) -> Option<Self> {
+        (w.bind.is_some() || !w.unbind.is_empty()).then(|| Self {
+            trip: w.trip_id.clone(),
+            version: w.expected_version.map_or(1, |v| v + 1),
+            passenger: w.passenger_id.clone(),
+            bind: w.bind.clone(),
+            unbind: w.unbind.clone(),
+        })
     }
 }
 
@@ -580,6 +633,11 @@ impl StateEngine for RedisState {
             .await?
             .into_array();
         let field = |i: usize| reply.get(i).and_then(text);
+        // A writer that stored the trip but not its driver bindings (Redis failed between the
+        // steps): the reader finishes them, so the retry of that event repairs what it left.
+        if let Some(left) = field(4) {
+            self.apply_bindings(&left).await?;
+        }
         let (Some(status), Some(passenger_id), Some(version)) = (
             field(0).and_then(|s| TripStatus::parse(&s)),
             field(1),
@@ -596,7 +654,12 @@ impl StateEngine for RedisState {
     }
 
     async fn write_trip(&self, w: &TripWrite) -> Result<bool, StateError> {
-        let written = self
+        let bindings = Bindings::of(w)
+            .map(|b| serde_json::to_string(&b))
+            .transpose()
+            .map_err(|e| StateError::Data(e.to_string()))?
+            .unwrap_or_default();
+        let reply = self
             .run(
                 &self.scripts.write_trip,
                 vec![self.keys.trip(&w.trip_id)],
@@ -608,27 +671,21 @@ impl StateEngine for RedisState {
                     w.passenger_id.clone(),
                     w.driver_id.clone().unwrap_or_default(),
                     self.settings.trip_ttl.as_secs().max(1).to_string(),
+                    bindings.clone(),
                 ],
             )
-            .await?;
-        if written.as_i64() != Some(1) {
+            .await?
+            .into_array();
+        if reply.first().and_then(Value::as_i64) != Some(1) {
             return Ok(false);
         }
-        // The bindings follow the trip: unbinding first, so a driver both unbound and bound
-        // ends bound.
-        let ops: Vec<(&str, &str)> = w
-            .unbind
-            .iter()
-            .map(|d| (d.as_str(), "unbind"))
-            .chain(w.bind.iter().map(|d| (d.as_str(), "bind")))
-            .collect();
-        let calls = self.groups(ops, |(d, _)| d).into_iter().map(|group| {
-            let keys = group.iter().map(|(d, _)| self.keys.driver(d)).collect();
-            let mut args = vec![w.trip_id.clone(), w.passenger_id.clone()];
-            args.extend(group.iter().map(|(_, op)| (*op).to_owned()));
-            self.run(&self.scripts.bind_trip, keys, args)
-        });
-        try_join_all(calls).await?;
+        // What an earlier writer left unfinished comes first: it is older.
+        if let Some(left) = reply.get(1).and_then(text) {
+            self.apply_bindings(&left).await?;
+        }
+        if !bindings.is_empty() {
+            self.apply_bindings(&bindings).await?;
+        }
         Ok(true)
     }
 

@@ -41,6 +41,7 @@ contract!(
     a_lapsed_replica_drivers_go_offline_after_the_grace,
     a_leaving_replica_drivers_start_their_grace,
     accepted_positions_reach_the_stream_in_order,
+    bindings_a_writer_left_unfinished_are_finished_by_the_next_reader,
 );
 
 fn at(n: u32) -> String {
@@ -638,5 +639,75 @@ async fn accepted_positions_reach_the_stream_in_order(world: World) -> Result<()
     );
     assert_eq!(fields[0][7], "90", "heading");
     assert_eq!(fields[0][9], "", "absent speed");
+    Ok(())
+}
+
+/// A trip written but its driver binding not (Redis failed between the two steps on a cluster):
+/// the next read of the trip (the backend's retry reads it first) finishes the binding.
+async fn bindings_a_writer_left_unfinished_are_finished_by_the_next_reader(
+    world: World,
+) -> Result<(), StateError> {
+    let Some(client) = &world.client else {
+        return Ok(());
+    };
+    use fred::{
+        interfaces::ClientLike,
+        types::{ClusterHash, CustomCommand, Value},
+    };
+    let e = world.engine("n1");
+    let (d, trip) = (driver(&world, "d1"), driver(&world, "trip"));
+    let bindings = format!(r#"{{"trip":"{trip}","version":1,"passenger":"p1","bind":"{d}"}}"#);
+    let hset = CustomCommand::new_static("HSET", ClusterHash::FirstKey, false);
+    let key = format!("{}:trip:{trip}", world.prefix);
+    let _: Value = client
+        .custom(
+            hset,
+            vec![
+                key.as_str(),
+                "status",
+                "DRIVER_ASSIGNED",
+                "passengerId",
+                "p1",
+                "driverId",
+                d.as_str(),
+                "version",
+                "1",
+                "bindings",
+                bindings.as_str(),
+            ],
+        )
+        .await
+        .expect("HSET");
+    assert_eq!(
+        e.record_location(&d, &position(1.0, 1.0, 1)).await?,
+        LocationOutcome::Accepted { active_trip: None },
+        "not bound yet"
+    );
+    let read = e.trip(&trip).await?.expect("stored");
+    assert_eq!((read.status, read.version), (TripStatus::DriverAssigned, 1));
+    assert_eq!(
+        e.record_location(&d, &position(1.0, 1.0, 2)).await?,
+        LocationOutcome::Accepted {
+            active_trip: Some(ActiveTrip {
+                trip_id: trip.clone(),
+                passenger_id: "p1".into()
+            })
+        }
+    );
+    // Finished once: the next write of the trip starts from a clean record.
+    let done = TripWrite {
+        trip_id: trip.clone(),
+        expected_version: Some(1),
+        status: TripStatus::Completed,
+        passenger_id: "p1".into(),
+        driver_id: Some(d.clone()),
+        bind: None,
+        unbind: vec![d.clone()],
+    };
+    assert!(e.write_trip(&done).await?);
+    assert_eq!(
+        e.driver_state(&d).await?.expect("seen").active_trip_id,
+        None
+    );
     Ok(())
 }
