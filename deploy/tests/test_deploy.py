@@ -194,6 +194,16 @@ def test_schema_accepts_every_ci_values_file(variant):
 
 
 @pytest.mark.parametrize(
+    "url", ["redis://r:6379", "rediss://u:p@r:6380/0", "redis-cluster://r1:6379?node=r2:6379", "rediss-cluster://r1:6379"]
+)
+def test_schema_accepts_every_redis_topology(url):
+    values = {**ci_values("default")}
+    values["secrets"] = {**values["secrets"], "redisUrl": url}
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+
+
+@pytest.mark.parametrize(
     ("values", "where"),
     [
         ({"replicaCount": "three"}, "/replicaCount"),
@@ -217,6 +227,7 @@ def test_schema_accepts_every_ci_values_file(variant):
         ({"serviceMonitor": {"enabled": "true"}}, "/serviceMonitor/enabled"),
         ({"networkPolicy": {"enabled": 1}}, "/networkPolicy/enabled"),
         ({"secrets": {"databaseUrl": "mysql://db/gateway"}}, "/secrets/databaseUrl"),
+        ({"secrets": {"redisUrl": "redis-sentinel://s:26379"}}, "/secrets/redisUrl"),
         ({"replicacount": 3}, "replicacount"),
     ],
 )

@@ -36,7 +36,10 @@ pub enum StateError {
     /// The connection broke with the command in flight, or fred gave the command up.
     #[error("state store unavailable: connection lost ({0})")]
     ConnectionLost(String),
-    /// Redis refused or failed the command (a script error, out of memory, wrong type).
+    /// A Lua script failed while running (a bug in a script or a key of the wrong type).
+    #[error("state store error: script failed ({0})")]
+    Script(String),
+    /// Redis refused the command (out of memory, read-only replica, wrong type, cross-slot).
     #[error("state store error: {0}")]
     Command(String),
     /// A reply the engine cannot read, or a value it cannot encode.
@@ -54,6 +57,7 @@ impl StateError {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::ConnectionLost(_) => "connection_lost",
+            Self::Script(_) => "script",
             Self::Command(_) => "command",
             Self::Data(_) => "data",
             Self::Stopped(_) => "stopped",
@@ -71,6 +75,10 @@ impl From<fred::error::Error> for StateError {
             }
             ErrorKind::Parse | ErrorKind::Protocol | ErrorKind::NotFound => {
                 Self::Data(e.details().to_owned())
+            }
+            // Redis reports a failing script as `ERR user_script:…` or `ERR Error running script`.
+            _ if e.details().contains("user_script") || e.details().contains("running script") => {
+                Self::Script(e.details().to_owned())
             }
             _ => Self::Command(e.to_string()),
         }
@@ -300,6 +308,13 @@ mod error_tests {
             kind(
                 ErrorKind::Unknown,
                 "ERR Error running script (call to f_x): @user_script:1: oops"
+            ),
+            "script"
+        );
+        assert_eq!(
+            kind(
+                ErrorKind::Unknown,
+                "CROSSSLOT Keys in request don't hash to the same slot"
             ),
             "command"
         );
