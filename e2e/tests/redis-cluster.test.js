@@ -73,8 +73,17 @@ test('a master fails over under load: revocations still cross replicas, refusals
     drivers.push({ ...id, s, position });
   }
 
-  // The victim serves the location stream, which every accepted report is appended to.
-  const victim = await masterOf(`${dep.prefix}:driver-locations`);
+  // The victim: the master most replicas' auth-events subscriptions are on (a plain SUBSCRIBE
+  // lives on one node, and must move when that node dies), else the one serving the location
+  // stream, which every accepted report is appended to.
+  const channel = `${dep.prefix}:auth-events`;
+  let victim = await masterOf(`${dep.prefix}:driver-locations`);
+  let most = 0;
+  for (const port of await redis.masters()) {
+    const n = Number((await redis.cli(port, ['PUBSUB', 'NUMSUB', channel])).split('\n')[1]);
+    if (n > most) [victim, most] = [port, n];
+  }
+  t.diagnostic(`killing master ${victim}: ${most} of 3 auth-events subscriptions on it`);
   await replicated(victim);
 
   // Probes: each replica's driver reports every 100 ms and waits for the answer.
@@ -97,7 +106,11 @@ test('a master fails over under load: revocations still cross replicas, refusals
     redis.nodes.find((n) => n.port === victim).child.kill('SIGKILL');
     // Failed over: the victim's replica serves its slots and every running node says ok.
     const deadline = Date.now() + 30000;
-    while ((await masterOf(`${dep.prefix}:driver-locations`).catch(() => victim)) === victim) {
+    const servedElsewhere = async () => {
+      const masters = await redis.masters();
+      return masters.length === 3 && !masters.includes(victim);
+    };
+    while (!(await servedElsewhere().catch(() => false))) {
       if (Date.now() > deadline) throw new Error('no replica took over the killed master within 30 s');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -129,6 +142,17 @@ test('a master fails over under load: revocations still cross replicas, refusals
   const res = await internalPost(B, `/internal/v1/sessions/${u.sid}/revoke`, { userId: u.userId, reason: 'logout' });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   for (const reason of await within(Promise.all(gone), 5000, 'the revoked sockets on A, B and C to disconnect')) {
+    assert.equal(reason, 'io server disconnect');
+  }
+
+  // And one published on the auth-events channel by the auth service, through a surviving node.
+  const v = await createIdentity(db, 'DRIVER');
+  const vSockets = await Promise.all([A, B, C].map((r) => connectAs(r, '/drivers', v.token)));
+  const vGone = vSockets.map(disconnected);
+  await db.revokeSession(v.sid);
+  const alive = redis.nodes.find((n) => n.child.exitCode === null && n.child.signalCode === null).port;
+  await redis.cli(alive, ['PUBLISH', channel, JSON.stringify({ type: 'session.revoked', sid: v.sid, userId: v.userId })]);
+  for (const reason of await within(Promise.all(vGone), 5000, 'the sockets revoked through the Redis channel to disconnect on A, B and C')) {
     assert.equal(reason, 'io server disconnect');
   }
 
