@@ -6,6 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { redisTlsArgs } from './tls.js';
 
 const running = new Set();
 // Servers end with the test process that started them.
@@ -13,9 +14,11 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-function cli(port, args) {
-  return new Promise((resolve, reject) => {
-    execFile('redis-cli', ['-p', String(port), ...args], (error, stdout, stderr) =>
+/** redis-cli against one node; with `certs`, over TLS. */
+function cliFor(certs) {
+  const tls = certs ? ['--tls', '--cacert', certs.ca] : [];
+  return (port, args) => new Promise((resolve, reject) => {
+    execFile('redis-cli', [...tls, '-p', String(port), ...args], (error, stdout, stderr) =>
       error ? reject(new Error(`redis-cli -p ${port} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout.trim()),
     );
   });
@@ -52,11 +55,12 @@ async function until(probe, ms, what) {
   }
 }
 
-async function startNode(port, dir, nodeTimeoutMs) {
+async function startNode(port, dir, nodeTimeoutMs, certs, cli) {
   // Logs to a file and no pipes: the test process may exit while the servers run (its exit
   // handler kills them).
+  const listen = certs ? redisTlsArgs(certs, port) : ['--port', String(port)];
   const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+    ...listen, '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
     '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', String(nodeTimeoutMs),
     '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', path.join(dir, `${port}.log`),
   ], { stdio: 'ignore' });
@@ -72,14 +76,15 @@ async function startNode(port, dir, nodeTimeoutMs) {
 }
 
 /**
- * Starts a cluster of `masters` masters with `replicas` replicas each and resolves once every
+ * Starts a cluster of `masters` masters (over TLS only when `certs` come from tls.js) with `replicas` replicas each and resolves once every
  * node reports `cluster_state:ok`. `url` is the gateway's `REDIS_URL` for it.
  */
-export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeoutMs = 2000 } = {}) {
+export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeoutMs = 2000, certs = null } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'gw-redis-cluster-'));
+  const cli = cliFor(certs);
   const ports = [];
   for (let i = 0; i < masters * (1 + replicas); i += 1) ports.push(await freePortPair());
-  const nodes = await Promise.all(ports.map((port) => startNode(port, dir, nodeTimeoutMs)));
+  const nodes = await Promise.all(ports.map((port) => startNode(port, dir, nodeTimeoutMs, certs, cli)));
   await cli(ports[0], [
     '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
     '--cluster-replicas', String(replicas), '--cluster-yes',
@@ -92,7 +97,7 @@ export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeout
     return true;
   };
   await until(healthy, 20000, 'the Redis Cluster to be ok on every node');
-  const url = `redis-cluster://127.0.0.1:${ports[0]}?${ports.slice(1).map((p) => `node=127.0.0.1:${p}`).join('&')}`;
+  const url = `${certs ? 'rediss' : 'redis'}-cluster://127.0.0.1:${ports[0]}?${ports.slice(1).map((p) => `node=127.0.0.1:${p}`).join('&')}`;
   return {
     url,
     ports,

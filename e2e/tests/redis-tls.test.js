@@ -1,37 +1,28 @@
-// REDIS_URL over TLS (rediss://): a throwaway redis-server that accepts TLS only, with a
-// certificate from a private CA this test makes with openssl; the replicas trust that CA through
-// SSL_CERT_FILE (docs/operations.md). Two replicas share it: a revocation crosses them.
+// REDIS_URL over TLS: a throwaway redis-server, and a three-master Redis Cluster, that accept TLS
+// only, with a certificate from a private CA this test makes with openssl; the replicas trust
+// that CA through SSL_CERT_FILE (docs/operations.md). Two replicas share each: state and a
+// revocation cross them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import {
   createDatabase, createIdentity, startCluster, startReplica, connectAs, internalPost, disconnected,
-  within, freePort, eventually,
+  within, freePort, eventually, ask,
 } from '../lib/harness.js';
+import { startRedisCluster } from '../lib/redis-cluster.js';
+import { makeCertificates, redisTlsArgs } from '../lib/tls.js';
 
 let db;
 let redis;
-let dir;
+let certs;
 
 before(async () => {
   db = await createDatabase();
-  dir = mkdtempSync(path.join(tmpdir(), 'gw-redis-tls-'));
-  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=e2e test CA',
-    '-keyout', 'ca.key', '-out', 'ca.pem');
-  writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'redis.key', '-out', 'redis.csr');
-  ssl('x509', '-req', '-in', 'redis.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
-    '-extfile', 'san.ext', '-out', 'redis.pem');
+  certs = makeCertificates();
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1',
-    '--tls-cert-file', path.join(dir, 'redis.pem'), '--tls-key-file', path.join(dir, 'redis.key'),
-    '--tls-ca-cert-file', path.join(dir, 'ca.pem'), '--tls-auth-clients', 'no',
-    '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('redis-server', [...redisTlsArgs(certs, port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--dir', certs.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = once(child, 'exit');
   await within(new Promise((resolve, reject) => {
     child.stdout.on('data', (chunk) => { if (chunk.toString().includes('Ready to accept connections')) resolve(); });
@@ -45,24 +36,43 @@ after(async () => {
   await db?.drop();
 });
 
-test('rediss:// with a private CA in SSL_CERT_FILE: replicas connect and share revocations', async () => {
-  const env = { SSL_CERT_FILE: path.join(dir, 'ca.pem') };
-  const cluster = await startCluster(db, 2, { redis: `rediss://localhost:${redis.port}`, env });
+/** Two replicas on `url`: ready with Redis, and a revocation through A disconnects B's socket. */
+async function revocationCrosses(url) {
+  const cluster = await startCluster(db, 2, { redis: url, env: { SSL_CERT_FILE: certs.ca } });
   try {
     const [A, B] = cluster.replicas;
-    const health = await eventually(async () => {
+    await eventually(async () => {
       const res = await fetch(`${A.internalUrl}/readyz`);
       const body = await res.json();
-      return res.status === 200 && body.checks?.redis?.ok ? body : null;
+      return res.status === 200 && body.checks?.redis?.ok;
     }, 10000, 'replica A ready with Redis over TLS');
-    assert.equal(health.checks.redis.ok, true);
     const u = await createIdentity(db, 'DRIVER');
     const socket = await connectAs(B, '/drivers', u.token);
+    // State on the way: a position stored and read back through the other replica.
+    assert.equal((await ask(socket, 'driver:location', { lat: 1.5, lng: 2.5 })).ok, true);
+    const admin = await connectAs(A, '/admin', (await createIdentity(db, 'ADMIN')).token);
+    const state = await ask(admin, 'admin:driver_state', { driverId: u.userId });
+    assert.equal(state.driver?.lastLocation?.lat, 1.5, JSON.stringify(state));
+    admin.close();
     const gone = disconnected(socket);
     await db.revokeSession(u.sid);
     const res = await internalPost(A, `/internal/v1/sessions/${u.sid}/revoke`, { userId: u.userId });
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(await within(gone, 5000, 'the revoked socket on B to disconnect'), 'io server disconnect');
+  } finally {
+    await cluster.stop();
+  }
+}
+
+test('rediss:// with a private CA in SSL_CERT_FILE: replicas connect and share state and revocations', async () => {
+  await revocationCrosses(`rediss://localhost:${redis.port}`);
+});
+
+test('rediss-cluster:// to a TLS-only Redis Cluster of three masters (cluster bus over TLS too)', async () => {
+  const cluster = await startRedisCluster({ masters: 3, certs });
+  try {
+    assert.match(cluster.url, /^rediss-cluster:/);
+    await revocationCrosses(cluster.url);
   } finally {
     await cluster.stop();
   }
