@@ -7,6 +7,8 @@ use axum::{Json, extract::State};
 use serde_json::{Value, json};
 use shared::{events::is_reserved, namespace::Namespace, rooms::is_pushable};
 
+use crate::realtime::deliver::Recipient;
+
 use super::{ApiError, InternalState, body::JsonBody, fields};
 
 const MAX_ROOMS: usize = 1_000;
@@ -24,9 +26,10 @@ pub async fn emit(
         data,
     } = parse(body)?;
     // The count asks every replica (a round trip through Redis): the push does not wait for it.
+    let to = Recipient::Rooms(ns, rooms.clone());
     let (sockets, emitted) = tokio::join!(
-        live.io.count(ns, rooms.clone()),
-        live.io.emit(ns, rooms, &event, &data)
+        live.io.count(ns, rooms),
+        live.io.deliver(&to, &event, &data)
     );
     let emitted = emitted?;
     Ok(Json(

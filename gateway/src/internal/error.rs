@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{health::Readiness, realtime::emit::ClusterUnreachable};
+use crate::{health::Readiness, realtime::deliver::ClusterUnreachable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

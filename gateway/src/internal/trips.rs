@@ -6,15 +6,11 @@ use axum::{
     extract::{Path, State},
 };
 use serde_json::{Value, json};
-use shared::{
-    events::{TRIP_UPDATED, TripStatus, TripUpdated},
-    namespace::Namespace,
-    rooms,
-};
+use shared::events::{TRIP_UPDATED, TripStatus, TripUpdated};
 
 use super::{ApiError, InternalState, body::JsonBody, fields};
 use crate::{
-    realtime::clock::now_rfc3339,
+    realtime::{clock::now_rfc3339, deliver::Recipient},
     state::{
         TripWrite,
         trips::{TripDecision, TripEvent, decide},
@@ -69,31 +65,26 @@ pub async fn event(
             at: now_rfc3339(),
         };
         let mut delivered = true;
-        let send = |ns: Namespace, room: String, payload: TripUpdated| {
+        let send = |to: Recipient, payload: TripUpdated| {
             let io = live.io.clone();
-            async move {
-                io.emit(ns, vec![room], TRIP_UPDATED, &payload)
-                    .await
-                    .is_ok()
-            }
+            async move { io.deliver(&to, TRIP_UPDATED, &payload).await.is_ok() }
         };
         delivered &= send(
-            Namespace::Passengers,
-            rooms::passenger(&update.passenger_id),
+            Recipient::Passenger(update.passenger_id.clone()),
             update.clone(),
         )
         .await;
         if let Some(driver) = &driver_id {
-            delivered &= send(Namespace::Drivers, rooms::driver(driver), update.clone()).await;
+            delivered &= send(Recipient::Driver(driver.clone()), update.clone()).await;
         }
-        delivered &= send(Namespace::Admin, rooms::ADMIN_ALL.into(), update.clone()).await;
+        delivered &= send(Recipient::Admins, update.clone()).await;
         if let Some(previous) = replaced_driver {
             let cancelled = TripUpdated {
                 status: TripStatus::Cancelled,
                 driver_id: Some(previous.clone()),
                 ..update
             };
-            delivered &= send(Namespace::Drivers, rooms::driver(&previous), cancelled).await;
+            delivered &= send(Recipient::Driver(previous), cancelled).await;
         }
         if !delivered {
             return Err(ApiError::Unavailable(

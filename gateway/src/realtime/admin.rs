@@ -8,7 +8,7 @@ use super::{
     Services,
     ack::{EventError, Reply, reply},
     context::AdminSocketData,
-    emit::disconnect_session as disconnect_everywhere,
+    deliver::disconnect_session as disconnect_everywhere,
     validate,
 };
 

@@ -2,13 +2,9 @@
 //! and to the passenger of the driver's active trip.
 
 use serde_json::{Value, json};
-use shared::{
-    events::{
-        DRIVER_LOCATION, DRIVER_STATUS_CHANGED, DriverLocationUpdate, DriverStatus,
-        DriverStatusChanged, TRIP_DRIVER_LOCATION, TripDriverLocation,
-    },
-    namespace::Namespace,
-    rooms,
+use shared::events::{
+    DRIVER_LOCATION, DRIVER_STATUS_CHANGED, DriverLocationUpdate, DriverStatus,
+    DriverStatusChanged, TRIP_DRIVER_LOCATION, TripDriverLocation,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 
@@ -16,7 +12,7 @@ use super::{
     Services,
     ack::{EventError, Reply, reply},
     clock::now_rfc3339,
-    emit::emit_to,
+    deliver::{Recipient, deliver},
     validate,
 };
 use crate::state::LocationOutcome;
@@ -36,14 +32,7 @@ pub async fn status<A: Adapter>(
             status,
             at,
         };
-        let _ = emit_to(
-            io,
-            Namespace::Admin,
-            vec![rooms::ADMIN_ALL.into()],
-            DRIVER_STATUS_CHANGED,
-            &change,
-        )
-        .await;
+        let _ = deliver(io, &Recipient::Admins, DRIVER_STATUS_CHANGED, &change).await;
     }
     Ok(reply([("status", json!(status))]))
 }
@@ -68,14 +57,7 @@ pub async fn location<A: Adapter>(
             speed: position.speed,
             at: position.at.clone(),
         };
-        let _ = emit_to(
-            io,
-            Namespace::Admin,
-            vec![rooms::ADMIN_ALL.into()],
-            DRIVER_LOCATION,
-            &update,
-        )
-        .await;
+        let _ = deliver(io, &Recipient::Admins, DRIVER_LOCATION, &update).await;
     }
     if let Some(trip) = active_trip {
         let update = TripDriverLocation {
@@ -87,15 +69,8 @@ pub async fn location<A: Adapter>(
             speed: position.speed,
             at: position.at,
         };
-        let room = rooms::passenger(&trip.passenger_id);
-        let _ = emit_to(
-            io,
-            Namespace::Passengers,
-            vec![room],
-            TRIP_DRIVER_LOCATION,
-            &update,
-        )
-        .await;
+        let passenger = Recipient::Passenger(trip.passenger_id);
+        let _ = deliver(io, &passenger, TRIP_DRIVER_LOCATION, &update).await;
     }
     Ok(Reply::new())
 }

@@ -205,10 +205,7 @@ pub async fn sweep(io: Io, deadlines: std::sync::Arc<Deadlines>) {
         if due.is_empty() {
             continue;
         }
-        match &io {
-            Io::Single(io) => apply(io, &due),
-            Io::Cluster(io) => apply(io, &due),
-        }
+        on_io!(&io, io => apply(io, &due))
     }
 }
 

@@ -15,11 +15,11 @@ use std::sync::{
 use shared::{
     events::{AUTH_CONNECTION_REPLACED, ConnectionReplaced},
     namespace::Namespace,
-    rooms,
 };
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
 use super::Services;
+use super::deliver::{Recipient, deliver, disconnect};
 use crate::{
     auth::handshake::{HandshakeError, TokenClaims},
     telemetry::metrics::{self, DisconnectReason},
@@ -108,19 +108,13 @@ pub async fn register<A: Adapter>(
             return;
         }
     };
-    let Some(op) = io.of(ns.path()) else { return };
     let notice = ConnectionReplaced { by: me };
     for old in &replaced {
-        let room = rooms::socket(old);
-        if let Err(error) = op
-            .clone()
-            .to(room.clone())
-            .emit(AUTH_CONNECTION_REPLACED, &notice)
-            .await
-        {
+        let to = Recipient::Socket(ns, old.clone());
+        if let Err(error) = deliver(io, &to, AUTH_CONNECTION_REPLACED, &notice).await {
             tracing::warn!(%error, "cannot tell a replaced socket");
         }
-        if let Err(error) = op.clone().to(room).disconnect().await {
+        if let Err(error) = disconnect(io, &to).await {
             tracing::warn!(%error, "cannot disconnect a replaced socket");
         }
         tracing::info!(nsp = %ns, user, replaced = old, by = %s.id, "oldest socket replaced");

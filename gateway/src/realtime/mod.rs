@@ -3,14 +3,25 @@
 //!
 //! Handlers are generic over the adapter, so one body of code serves a single replica (in-memory
 //! adapter) and the cluster (Redis adapter over fred). [`Io`] is the one place that tells the two
-//! apart for the rest of the gateway.
+//! apart for the rest of the gateway, through [`on_io!`].
+
+/// Runs `$body` with `$io` bound to the `SocketIo` of either mode: the one place the two are
+/// matched.
+macro_rules! on_io {
+    ($value:expr, $io:ident => $body:expr) => {
+        match $value {
+            $crate::realtime::Io::Single($io) => $body,
+            $crate::realtime::Io::Cluster($io) => $body,
+        }
+    };
+}
 
 pub mod ack;
 pub mod admin;
 pub mod clock;
 pub mod context;
+pub mod deliver;
 pub mod drivers;
-pub mod emit;
 pub mod expiry;
 pub mod limits;
 pub mod presence;
@@ -143,10 +154,7 @@ impl Io {
 
     /// Disconnects every socket of this replica, with a reason clients reconnect from (drain).
     pub async fn close(&self) {
-        match self {
-            Io::Single(io) => io.close().await,
-            Io::Cluster(io) => io.close().await,
-        }
+        on_io!(self, io => io.close().await)
     }
 
     /// Closes this replica's connections over `spread` (SIGTERM drain): a share every tick, each
@@ -174,10 +182,7 @@ impl Io {
                 }
             }
         }
-        match self {
-            Io::Single(io) => spread_out(io, spread).await,
-            Io::Cluster(io) => spread_out(io, spread).await,
-        }
+        on_io!(self, io => spread_out(io, spread).await);
         self.close().await;
     }
 
@@ -194,10 +199,7 @@ impl Io {
                 count(io, Namespace::Admin),
             )
         }
-        match self {
-            Io::Single(io) => all(io),
-            Io::Cluster(io) => all(io),
-        }
+        on_io!(self, io => all(io))
     }
 
     pub fn local_sockets(&self) -> u64 {

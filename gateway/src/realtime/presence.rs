@@ -18,14 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::{
-    events::{DRIVER_STATUS_CHANGED, DriverStatusChanged},
-    namespace::Namespace,
-    rooms,
-};
+use shared::events::{DRIVER_STATUS_CHANGED, DriverStatusChanged};
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use super::Io;
+use super::deliver::Recipient;
 use crate::{
     state::{NodeStats, StateEngine, memory::SWEEP_EVERY},
     telemetry::metrics,
@@ -197,12 +194,7 @@ pub fn spawn_upkeep(
                             at: change.at,
                         };
                         let _ = io
-                            .emit(
-                                Namespace::Admin,
-                                vec![rooms::ADMIN_ALL.into()],
-                                DRIVER_STATUS_CHANGED,
-                                &payload,
-                            )
+                            .deliver(&Recipient::Admins, DRIVER_STATUS_CHANGED, &payload)
                             .await;
                     }
                 }

@@ -85,10 +85,7 @@ pub async fn run(io: Io, store: PgStore, events: Arc<SessionEvents>, every: Dura
 
 /// One round; returns how many sessions it revoked.
 pub async fn round(io: &Io, store: &PgStore, events: &SessionEvents) -> usize {
-    let sessions = match io {
-        Io::Single(io) => connected_sessions(io),
-        Io::Cluster(io) => connected_sessions(io),
-    };
+    let sessions = on_io!(io, io => connected_sessions(io));
     let started = Instant::now();
     if sessions.is_empty() {
         metrics::revalidation("ok", 0, 0, started);

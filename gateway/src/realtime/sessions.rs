@@ -25,6 +25,7 @@ use shared::{
 use socketioxide::{SocketIo, adapter::Adapter};
 use tracing::{Instrument, Span, field::Empty};
 
+use super::deliver::{Recipient, deliver_local};
 use super::{Io, clock::now_rfc3339};
 use crate::telemetry::{
     metrics::{self, AuthEventSource, DisconnectReason},
@@ -153,10 +154,8 @@ impl SessionEvents {
             AuthEvent::SessionRevoked { sid, .. } => self.announced.first_time(sid),
             AuthEvent::SessionRefreshed { .. } => false,
         };
-        let effect = match &self.io {
-            Io::Single(io) => apply(io, event, announce).instrument(span.clone()).await,
-            Io::Cluster(io) => apply(io, event, announce).instrument(span.clone()).await,
-        };
+        let effect =
+            on_io!(&self.io, io => apply(io, event, announce).instrument(span.clone()).await);
         span.record("gateway.disconnected", effect.disconnected as u64);
         let reason = match event {
             AuthEvent::SessionRevoked { .. } => DisconnectReason::Revoked,
@@ -273,16 +272,12 @@ async fn apply<A: Adapter>(io: &SocketIo<A>, event: &AuthEvent, announce: bool) 
             };
             // The user is a driver or a passenger (admins get no notice): one of these is empty.
             let mut notified = 0;
-            for (ns, room) in [
-                (Namespace::Drivers, rooms::driver(user_id)),
-                (Namespace::Passengers, rooms::passenger(user_id)),
+            for to in [
+                Recipient::Driver(user_id.clone()),
+                Recipient::Passenger(user_id.clone()),
             ] {
-                let Some(op) = io.of(ns.path()) else { continue };
-                let op = op.local().to(room).except(rooms::session(sid));
-                notified += op.clone().sockets().len();
-                if let Err(error) = op.emit(AUTH_SESSION_REVOKED, &notice).await {
-                    tracing::warn!(%error, nsp = %ns, "cannot notify a revoked session's user");
-                }
+                let except = Some(rooms::session(sid));
+                notified += deliver_local(io, &to, except, AUTH_SESSION_REVOKED, &notice).await;
             }
             LocalEffect {
                 disconnected,

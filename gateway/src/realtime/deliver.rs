@@ -1,7 +1,11 @@
-//! Cluster-wide emits, disconnects and offers, generic over the adapter, with [`Io`] choosing.
+//! The one delivery path: every server → client event to a room goes through [`deliver`] (or
+//! [`deliver_local`], for what every replica applies by itself), to a typed [`Recipient`] built
+//! from `shared::rooms`; metrics, and the error handling below, live here once. Also the
+//! cluster-wide disconnects and offers, generic over the adapter, with [`Io`] choosing. (What a
+//! handler sends to the socket at hand, `hello` and the expiry notices, goes on that socket.)
 //!
 //! The Redis adapter fails an emit before delivering to this replica's own sockets when Redis is
-//! unreachable; [`emit_to`] then delivers locally and still reports the error, so local clients
+//! unreachable; [`deliver`] then delivers locally and still reports the error, so local clients
 //! miss nothing and the caller can tell the backend.
 
 use std::time::Duration;
@@ -32,13 +36,50 @@ pub struct Emitted {
     pub dropped: usize,
 }
 
-pub async fn emit_to<A: Adapter, T: Serialize + ?Sized>(
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// Every socket of a driver (`/drivers`, `driver:{id}`).
+    Driver(String),
+    /// Every socket of a passenger (`/passengers`, `passenger:{id}`).
+    Passenger(String),
+    /// Every operations socket (`/admin`, `admin:all`).
+    Admins,
+    /// One socket, on whichever replica (`socket:{sid}`).
+    Socket(Namespace, String),
+    /// Rooms of one namespace as a backend's push named them (checked against the contract).
+    Rooms(Namespace, Vec<String>),
+}
+
+impl Recipient {
+    pub fn namespace(&self) -> Namespace {
+        match self {
+            Self::Driver(_) => Namespace::Drivers,
+            Self::Passenger(_) => Namespace::Passengers,
+            Self::Admins => Namespace::Admin,
+            Self::Socket(ns, _) | Self::Rooms(ns, _) => *ns,
+        }
+    }
+
+    pub fn rooms(&self) -> Vec<String> {
+        match self {
+            Self::Driver(id) => vec![rooms::driver(id)],
+            Self::Passenger(id) => vec![rooms::passenger(id)],
+            Self::Admins => vec![rooms::ADMIN_ALL.into()],
+            Self::Socket(_, sid) => vec![rooms::socket(sid)],
+            Self::Rooms(_, rooms) => rooms.clone(),
+        }
+    }
+}
+
+/// Sends `event` to `to`, cluster-wide.
+pub async fn deliver<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
-    ns: Namespace,
-    rooms: Vec<String>,
+    to: &Recipient,
     event: &str,
     data: &T,
 ) -> Result<Emitted, ClusterUnreachable> {
+    let (ns, rooms) = (to.namespace(), to.rooms());
     let Some(op) = io.of(ns.path()) else {
         return Ok(Emitted::default());
     };
@@ -61,6 +102,36 @@ pub async fn emit_to<A: Adapter, T: Serialize + ?Sized>(
             Err(ClusterUnreachable(error.to_string()))
         }
     }
+}
+
+/// Sends `event` to `to`'s sockets on this replica only, but not to those in `except` (a room):
+/// for what every replica applies by itself (an auth event every replica hears). Returns how
+/// many sockets it went to.
+pub async fn deliver_local<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    to: &Recipient,
+    except: Option<String>,
+    event: &str,
+    data: &T,
+) -> usize {
+    let ns = to.namespace();
+    let Some(op) = io.of(ns.path()) else { return 0 };
+    let op = op
+        .local()
+        .to(to.rooms())
+        .except(except.into_iter().collect::<Vec<_>>());
+    let sockets = op.clone().sockets().len();
+    if sockets > 0 {
+        metrics::emit(ns, event);
+    }
+    match op.emit(event, data).await {
+        Ok(()) => {}
+        Err(BroadcastError::Socket(errors)) => {
+            dropped(ns, event, &errors);
+        }
+        Err(error) => tracing::warn!(%error, event, nsp = %ns, "local emit failed"),
+    }
+    sockets
 }
 
 fn dropped(ns: Namespace, event: &str, errors: &[SocketError]) -> Emitted {
@@ -166,25 +237,35 @@ fn well_formed(value: Value) -> Option<OfferAnswer> {
 }
 
 impl Io {
-    pub async fn emit<T: Serialize + ?Sized>(
+    /// Sends `event` to `to`, cluster-wide ([`deliver`]).
+    pub async fn deliver<T: Serialize + ?Sized>(
         &self,
-        ns: Namespace,
-        rooms: Vec<String>,
+        to: &Recipient,
         event: &str,
         data: &T,
     ) -> Result<Emitted, ClusterUnreachable> {
-        match self {
-            Io::Single(io) => emit_to(io, ns, rooms, event, data).await,
-            Io::Cluster(io) => emit_to(io, ns, rooms, event, data).await,
-        }
+        on_io!(self, io => deliver(io, to, event, data).await)
+    }
+
+    /// Sends `event` to `to`'s sockets on this replica, except those in `except`.
+    pub async fn deliver_local<T: Serialize + ?Sized>(
+        &self,
+        to: &Recipient,
+        except: Option<String>,
+        event: &str,
+        data: &T,
+    ) -> usize {
+        on_io!(self, io => deliver_local(io, to, except, event, data).await)
+    }
+
+    /// Disconnects `to`'s sockets, cluster-wide.
+    pub async fn disconnect(&self, to: &Recipient) -> Result<(), ClusterUnreachable> {
+        on_io!(self, io => disconnect(io, to).await)
     }
 
     /// Sockets in any of `rooms`, cluster-wide.
     pub async fn count(&self, ns: Namespace, rooms: Vec<String>) -> Option<usize> {
-        match self {
-            Io::Single(io) => count(io, ns, rooms).await,
-            Io::Cluster(io) => count(io, ns, rooms).await,
-        }
+        on_io!(self, io => count(io, ns, rooms).await)
     }
 
     pub async fn offer(
@@ -193,11 +274,22 @@ impl Io {
         payload: &TripOffer,
         expires_in: Duration,
     ) -> Result<Option<OfferAnswer>, ClusterUnreachable> {
-        match self {
-            Io::Single(io) => offer(io, driver, payload, expires_in).await,
-            Io::Cluster(io) => offer(io, driver, payload, expires_in).await,
-        }
+        on_io!(self, io => offer(io, driver, payload, expires_in).await)
     }
+}
+
+/// Disconnects `to`'s sockets, cluster-wide (a replaced socket).
+pub async fn disconnect<A: Adapter>(
+    io: &SocketIo<A>,
+    to: &Recipient,
+) -> Result<(), ClusterUnreachable> {
+    let Some(op) = io.of(to.namespace().path()) else {
+        return Ok(());
+    };
+    op.to(to.rooms()).disconnect().await.map_err(|error| {
+        metrics::redis_error("adapter_disconnect");
+        ClusterUnreachable(error.to_string())
+    })
 }
 
 #[cfg(test)]
