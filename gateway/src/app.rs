@@ -4,6 +4,13 @@
 //! [`Application::bind`] binds both listeners first (port 0 in tests) so probes answer while
 //! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
 
+use crate::{
+    recovery::{
+        gate,
+        log::{MemoryLog, RecoveryLog, RedisLog},
+    },
+    state::keys::RECOVERY_SHARDS,
+};
 use std::{
     convert::Infallible,
     future::Future,
@@ -323,19 +330,30 @@ async fn start_socketio(
 ) -> anyhow::Result<(SocketService, Live)> {
     let Some(redis) = &settings.redis else {
         let state: Arc<dyn StateEngine> = Arc::new(MemoryState::new(state_settings(settings)));
+        let (recovery, feed) = if settings.recovery.enabled() {
+            let (log, feed) = MemoryLog::new(settings.recovery);
+            (Some(Arc::new(log) as Arc<dyn RecoveryLog>), Some(feed))
+        } else {
+            (None, None)
+        };
         let services = Arc::new(Services::new(
             gate,
             state.clone(),
             settings.lifetime,
             deadlines,
+            recovery.clone(),
         ));
         let presence = services.presence.clone();
         let (layer, io) = Io::single(settings, services);
+        if let Some(feed) = feed {
+            tokio::spawn(gate::run_feed(io.clone(), feed));
+        }
         let sessions = Arc::new(SessionEvents::new(io.clone(), None));
         return Ok((
             socket_service(layer, &settings.cors_origins),
             Live {
                 io,
+                recovery,
                 state,
                 sessions,
                 presence,
@@ -371,14 +389,35 @@ async fn start_socketio(
         .release_lease()
         .await
         .context("cannot reach the cluster state")?;
+    let recovery = settings.recovery.enabled().then(|| {
+        Arc::new(RedisLog::new(
+            clients.commands.clone(),
+            keys.clone(),
+            settings.recovery,
+        )) as Arc<dyn RecoveryLog>
+    });
     let services = Arc::new(Services::new(
         gate,
         state.clone(),
         settings.lifetime,
         deadlines,
+        recovery.clone(),
     ));
     let presence = services.presence.clone();
     let (layer, io) = Io::cluster(settings, services, adapter).await?;
+    if recovery.is_some() {
+        clients
+            .recovery
+            .init()
+            .await
+            .context("cannot connect the recovery listener")?;
+        let channels = (0..RECOVERY_SHARDS)
+            .map(|s| keys.recovery_channel(s))
+            .collect();
+        gate::listen(clients.recovery.clone(), channels, io.clone())
+            .await
+            .context("cannot subscribe to the recovery channels")?;
+    }
     clients
         .auth_events
         .init()
@@ -398,6 +437,7 @@ async fn start_socketio(
         socket_service(layer, &settings.cors_origins),
         Live {
             io,
+            recovery,
             state,
             sessions,
             presence,

@@ -424,6 +424,8 @@ pub struct ServeSettings {
     pub trip_ttl: Duration,
     /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
     pub location_stream_maxlen: u64,
+    /// Missed-event recovery (`../shared/spec/recovery.md`).
+    pub recovery: crate::recovery::RecoverySettings,
     /// What happens to a socket after its handshake (`../shared/spec/lifecycle.md`).
     pub lifetime: LifetimeSettings,
     /// OTLP trace export; `None` when no endpoint is set (nothing exported).
@@ -517,6 +519,12 @@ impl ServeSettings {
             trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),
             location_stream_maxlen: src
                 .parsed(&settings::LOCATION_STREAM_MAXLEN, "a number of entries")?,
+            recovery: crate::recovery::RecoverySettings {
+                window: Duration::from_millis(
+                    src.parsed(&settings::RECOVERY_WINDOW_MS, "a number of milliseconds")?,
+                ),
+                max_events: src.parsed(&settings::RECOVERY_MAX_EVENTS, "a number of events")?,
+            },
             lifetime: LifetimeSettings::load(src)?,
             traces: TraceSettings::load(src, &node_id)?,
             log: LogSettings::load(src)?,
@@ -626,6 +634,9 @@ mod tests {
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.location_rate_per_s, 10);
         assert_eq!(s.presence_grace, Duration::from_secs(30));
+        assert_eq!(s.recovery.window, Duration::from_secs(120));
+        assert_eq!(s.recovery.max_events, 100);
+        assert!(s.recovery.enabled());
         assert_eq!(s.trip_ttl, Duration::from_secs(86_400));
         assert_eq!(
             s.lifetime,

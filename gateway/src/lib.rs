@@ -32,7 +32,9 @@ pub mod health;
 pub mod internal;
 pub mod listener;
 pub mod origins;
+#[macro_use]
 pub mod realtime;
+pub mod recovery;
 pub mod request_head;
 pub mod settings;
 pub mod state;

@@ -110,6 +110,10 @@ settings! {
         "how long the gateway keeps a trip's status and driver";
     LOCATION_STREAM_MAXLEN: Plain, Value("100000"),
         "approximate cap of the `{REDIS_PREFIX}:driver-locations` stream (0: no stream)";
+    RECOVERY_WINDOW_MS: Plain, Value("120000"),
+        "how long a user's recoverable events (`trip:updated`, pushes to a user) are kept for a reconnecting client (`auth.offset`); 0: recovery off, no offset argument";
+    RECOVERY_MAX_EVENTS: Plain, Value("100"),
+        "recoverable events kept per user room at most";
     MAX_PAYLOAD_BYTES: Plain, Value("100000"),
         "largest Engine.IO payload, polling body and WebSocket message alike (at least 1024)";
     PING_INTERVAL_MS: Plain, Value("25000"),

@@ -52,6 +52,10 @@ pub fn is_reserved(event: &str) -> bool {
 pub struct Hello {
     pub ok: bool,
     pub nsp: String,
+    /// Present when the client sent `auth.offset` (recovery.md): whether what it missed was
+    /// replayed before this `hello`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
 }
 
 /// Payload of [`AUTH_SESSION_REVOKED`]: `{ "sid", "reason", "at" }`.

@@ -27,10 +27,8 @@ pub async fn emit(
     } = parse(body)?;
     // The count asks every replica (a round trip through Redis): the push does not wait for it.
     let to = Recipient::Rooms(ns, rooms.clone());
-    let (sockets, emitted) = tokio::join!(
-        live.io.count(ns, rooms),
-        live.io.deliver(&to, &event, &data)
-    );
+    let (sockets, emitted) =
+        tokio::join!(live.io.count(ns, rooms), live.deliver(&to, &event, &data));
     let emitted = emitted?;
     Ok(Json(
         json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),

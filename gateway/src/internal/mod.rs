@@ -54,9 +54,25 @@ pub struct InternalState {
 #[derive(Clone)]
 pub struct Live {
     pub io: Io,
+    /// The recovery log; `None` when recovery is off.
+    pub recovery: Option<Arc<dyn crate::recovery::log::RecoveryLog>>,
     pub state: Arc<dyn StateEngine>,
     pub sessions: Arc<SessionEvents>,
     pub presence: Arc<LocalPresence>,
+}
+
+impl Live {
+    /// Sends `event` to `to`, cluster-wide, kept for recovery when it goes to a user's room.
+    pub async fn deliver<T: serde::Serialize + ?Sized>(
+        &self,
+        to: &crate::realtime::deliver::Recipient,
+        event: &str,
+        data: &T,
+    ) -> Result<crate::realtime::deliver::Emitted, crate::realtime::deliver::ClusterUnreachable>
+    {
+        crate::realtime::deliver::deliver_kept(&self.io, self.recovery.as_deref(), to, event, data)
+            .await
+    }
 }
 
 impl InternalState {

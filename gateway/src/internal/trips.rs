@@ -65,9 +65,8 @@ pub async fn event(
             at: now_rfc3339(),
         };
         let mut delivered = true;
-        let send = |to: Recipient, payload: TripUpdated| {
-            let io = live.io.clone();
-            async move { io.deliver(&to, TRIP_UPDATED, &payload).await.is_ok() }
+        let send = |to: Recipient, payload: TripUpdated| async move {
+            live.deliver(&to, TRIP_UPDATED, &payload).await.is_ok()
         };
         delivered &= send(
             Recipient::Passenger(update.passenger_id.clone()),

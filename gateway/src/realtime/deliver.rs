@@ -21,6 +21,7 @@ use shared::{
 use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
 use super::Io;
+use crate::recovery::{UserRoom, log::RecoveryLog, resume};
 use crate::telemetry::metrics::{self, DisconnectReason};
 
 /// Some replicas could not be reached (Redis down); this replica's sockets were served.
@@ -49,6 +50,9 @@ pub enum Recipient {
     Socket(Namespace, String),
     /// Rooms of one namespace as a backend's push named them (checked against the contract).
     Rooms(Namespace, Vec<String>),
+    /// The sockets in the first rooms that are in none of the second (a push whose user rooms
+    /// go through the recovery log, the rest of it to everyone else, each socket once).
+    RoomsExcept(Namespace, Vec<String>, Vec<String>),
 }
 
 impl Recipient {
@@ -57,7 +61,7 @@ impl Recipient {
             Self::Driver(_) => Namespace::Drivers,
             Self::Passenger(_) => Namespace::Passengers,
             Self::Admins => Namespace::Admin,
-            Self::Socket(ns, _) | Self::Rooms(ns, _) => *ns,
+            Self::Socket(ns, _) | Self::Rooms(ns, _) | Self::RoomsExcept(ns, _, _) => *ns,
         }
     }
 
@@ -67,7 +71,14 @@ impl Recipient {
             Self::Passenger(id) => vec![rooms::passenger(id)],
             Self::Admins => vec![rooms::ADMIN_ALL.into()],
             Self::Socket(_, sid) => vec![rooms::socket(sid)],
-            Self::Rooms(_, rooms) => rooms.clone(),
+            Self::Rooms(_, rooms) | Self::RoomsExcept(_, rooms, _) => rooms.clone(),
+        }
+    }
+
+    fn except(&self) -> Vec<String> {
+        match self {
+            Self::RoomsExcept(_, _, except) => except.clone(),
+            _ => Vec::new(),
         }
     }
 }
@@ -84,13 +95,20 @@ pub async fn deliver<A: Adapter, T: Serialize + ?Sized>(
         return Ok(Emitted::default());
     };
     metrics::emit(ns, event);
-    match op.clone().to(rooms.clone()).emit(event, data).await {
+    let except = to.except();
+    match op
+        .clone()
+        .to(rooms.clone())
+        .except(except.clone())
+        .emit(event, data)
+        .await
+    {
         Ok(()) => Ok(Emitted::default()),
         // The cluster heard it; some sockets of this replica could not queue it.
         Err(BroadcastError::Socket(errors)) => Ok(dropped(ns, event, &errors)),
         Err(error) => {
             metrics::redis_error("adapter_emit");
-            let local = match op.local().to(rooms).emit(event, data).await {
+            let local = match op.local().to(rooms).except(except).emit(event, data).await {
                 Ok(()) => Emitted::default(),
                 Err(BroadcastError::Socket(errors)) => dropped(ns, event, &errors),
                 Err(local) => {
@@ -102,6 +120,45 @@ pub async fn deliver<A: Adapter, T: Serialize + ?Sized>(
             Err(ClusterUnreachable(error.to_string()))
         }
     }
+}
+
+/// Sends `event` to `to`, cluster-wide; what goes to a driver's or a passenger's own room goes
+/// through the recovery log when recovery is on (recovery.md): kept under an offset, published
+/// to every replica in order, and sent by each to its sockets' gates. If the log cannot take it
+/// (Redis down), it is delivered without an offset as any emit, and the error returned.
+pub async fn deliver_kept<T: Serialize + ?Sized>(
+    io: &Io,
+    log: Option<&dyn RecoveryLog>,
+    to: &Recipient,
+    event: &str,
+    data: &T,
+) -> Result<Emitted, ClusterUnreachable> {
+    let ns = to.namespace();
+    let (kept, rest): (Vec<String>, Vec<String>) = to
+        .rooms()
+        .into_iter()
+        .partition(|room| resume::is_user_room(ns, room));
+    let Some(log) = log.filter(|_| !kept.is_empty()) else {
+        return io.deliver(to, event, data).await;
+    };
+    let value = serde_json::to_value(data).map_err(|e| ClusterUnreachable(e.to_string()))?;
+    let mut outcome = Ok(Emitted::default());
+    if !rest.is_empty() {
+        let others = Recipient::RoomsExcept(ns, rest, kept.clone());
+        outcome = io.deliver(&others, event, data).await;
+    }
+    for room in kept {
+        let user_room = UserRoom { ns, room };
+        if let Err(error) = log.append(&user_room, event, &value).await {
+            metrics::redis_error("recovery_append");
+            tracing::warn!(%error, event, "event not kept for recovery; sent without an offset");
+            let _ = io
+                .deliver(&Recipient::Rooms(ns, vec![user_room.room]), event, data)
+                .await;
+            outcome = Err(ClusterUnreachable(error.to_string()));
+        }
+    }
+    outcome
 }
 
 /// Sends `event` to `to`'s sockets on this replica only, but not to those in `except` (a room):

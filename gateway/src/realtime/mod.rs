@@ -64,6 +64,10 @@ use tracing::{Instrument, Span, field::Empty};
 use crate::{
     auth::handshake::{Gatekeeper, HandshakeError, token_from},
     config::{LifetimeSettings, ServeSettings},
+    recovery::{
+        log::RecoveryLog,
+        resume::{self, ClientOffset},
+    },
     state::StateEngine,
     telemetry::metrics,
 };
@@ -90,6 +94,8 @@ pub struct Services {
     pub unknown_events: AtomicU64,
     /// One permit per handshake in progress (`MAX_PENDING_HANDSHAKES`).
     pub pending_handshakes: Semaphore,
+    /// Missed-event recovery; `None` when it is off (`RECOVERY_WINDOW_MS=0`).
+    pub recovery: Option<Arc<dyn RecoveryLog>>,
 }
 
 impl Services {
@@ -98,6 +104,7 @@ impl Services {
         state: Arc<dyn StateEngine>,
         lifetime: LifetimeSettings,
         deadlines: Arc<Deadlines>,
+        recovery: Option<Arc<dyn RecoveryLog>>,
     ) -> Self {
         Self {
             gate,
@@ -108,6 +115,7 @@ impl Services {
             admin_throttle: AdminLocationThrottle::default(),
             unknown_events: AtomicU64::new(0),
             pending_handshakes: Semaphore::new(lifetime.max_pending_handshakes),
+            recovery,
         }
     }
 }
@@ -299,6 +307,9 @@ async fn admit<A: Adapter>(
             });
             s.extensions
                 .insert(Arc::new(SocketContext::new(ns, identity)));
+            if let Some(offset) = ClientOffset::from_auth(auth.as_ref()) {
+                s.extensions.insert(offset);
+            }
             Ok(())
         }
         Err(error) => {
@@ -357,6 +368,9 @@ async fn connected<A: Adapter>(
         let _ = s.disconnect();
         return;
     };
+    // The gate first: a recoverable event for this user may arrive as soon as it joins.
+    let user_room = resume::user_room(ns, ctx.user_id());
+    let resume_from = resume::admit(&s, svc.recovery.is_some() && user_room.is_some());
     s.join(ctx.rooms());
     if svc.lifetime.max_sockets_per_user > 0 {
         // So that a replica where the user opens one socket too many can reach this one.
@@ -430,9 +444,15 @@ async fn connected<A: Adapter>(
             tracing::debug!(socket = %s.id, event, "unknown event ignored");
         }
     });
+    // What the client missed, before hello (recovery.md).
+    let recovered = match (resume_from, &svc.recovery, &user_room) {
+        (Some(from), Some(log), Some(room)) => Some(resume::replay(&s, &**log, room, from).await),
+        _ => None,
+    };
     let hello = Hello {
         ok: true,
         nsp: s.ns().to_owned(),
+        recovered,
     };
     if let Err(error) = s.emit(HELLO, &hello) {
         tracing::warn!(socket = %s.id, %error, "cannot send hello");

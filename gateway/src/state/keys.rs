@@ -26,6 +26,8 @@
 //! | `{p}:trip:{id}` | hash | a trip's status, passenger, driver, version; driver bindings not yet applied |
 //! | `{p}:user-sockets:{ns}:{user}` | sorted set | a user's sockets by opening time (`MAX_SOCKETS_PER_USER`) |
 //! | `{p}:handshakes:{user}` | string | a user's handshakes in the window (`HANDSHAKE_RATE_PER_USER`) |
+//! | `{p}:{rN}:recovery:{room}` | stream | a user room's recoverable events, capped and expiring (recovery.md) |
+//! | `{p}:{rN}:recovery` | shard channel | the recoverable events of the rooms of shard N, as appended |
 //! | `{p}:auth-events` | channel | auth events from the auth service and the replicas |
 //! | `{p}:socket.io…` | shard channels | the Socket.IO adapter's (named by socketioxide-redis from this prefix) |
 //!
@@ -41,10 +43,22 @@ pub const DRIVER_SHARDS: u32 = 16;
 
 /// The shard of a driver: FNV-1a of the id, stable across releases and platforms.
 pub fn driver_shard(driver: &str) -> u32 {
-    let hash = driver.bytes().fold(0x811c_9dc5_u32, |h, b| {
+    fnv1a(driver) % DRIVER_SHARDS
+}
+
+/// Shards of the recovery streams and channels: a room's stream and the channel its events are
+/// published on share a slot, so one script appends and publishes, in order.
+pub const RECOVERY_SHARDS: u32 = 16;
+
+/// The recovery shard of a user room (`driver:{id}`, `passenger:{id}`).
+pub fn room_shard(room: &str) -> u32 {
+    fnv1a(room) % RECOVERY_SHARDS
+}
+
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash % DRIVER_SHARDS
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +152,16 @@ impl Keys {
         self.key(&["handshakes", user])
     }
 
+    /// A user room's recoverable events.
+    pub fn recovery_stream(&self, room: &str) -> String {
+        self.key(&[&format!("{{r{}}}", room_shard(room)), "recovery", room])
+    }
+
+    /// The channel the events of the rooms of recovery shard `shard` are published on.
+    pub fn recovery_channel(&self, shard: u32) -> String {
+        self.key(&[&format!("{{r{shard}}}"), "recovery"])
+    }
+
     pub fn auth_events(&self) -> String {
         self.key(&["auth-events"])
     }
@@ -203,6 +227,15 @@ mod tests {
         );
         assert_eq!(k.handshakes("u1"), "gw:handshakes:u1");
         assert_eq!(k.auth_events(), "gw:auth-events");
+        assert_eq!(room_shard("passenger:u1"), room_shard("passenger:u1"));
+        assert_eq!(
+            k.recovery_stream("passenger:u1"),
+            format!(
+                "gw:{{r{}}}:recovery:passenger:u1",
+                room_shard("passenger:u1")
+            )
+        );
+        assert_eq!(k.recovery_channel(3), "gw:{r3}:recovery");
         assert_eq!(k.adapter(), "gw:socket.io");
     }
 
@@ -225,6 +258,10 @@ mod tests {
             assert_eq!(slot(&k.presence(driver)), s, "{driver}");
             assert_eq!(slot(&k.location_rate(driver)), s, "{driver}");
             assert_eq!(slot(&k.driver_geo(driver)), s, "{driver}");
+        }
+        for room in ["driver:d1", "passenger:p-9", "passenger:{x}"] {
+            let channel = k.recovery_channel(room_shard(room));
+            assert_eq!(slot(&k.recovery_stream(room)), slot(&channel), "{room}");
         }
         let s = slot(&k.leases());
         for key in [

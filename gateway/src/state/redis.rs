@@ -32,13 +32,13 @@ use crate::{
 };
 
 /// A script and the name its spans carry.
-pub(super) struct Named {
+pub(crate) struct Named {
     name: &'static str,
     script: Script,
 }
 
 impl Named {
-    pub(super) fn new(name: &'static str, lua: &str) -> Self {
+    pub(crate) fn new(name: &'static str, lua: &str) -> Self {
         Self {
             name,
             script: Script::from_lua(lua),
@@ -46,7 +46,7 @@ impl Named {
     }
 
     /// Runs the script: a client span on traced paths.
-    pub(super) async fn run(
+    pub(crate) async fn run(
         &self,
         client: &Client,
         keys: Vec<String>,

@@ -47,6 +47,8 @@ pub struct RedisClients {
     pub auth_events: SubscriberClient,
     /// Publishes and answers readiness pings.
     pub commands: Client,
+    /// Hears the recoverable events every replica appends (`{prefix}:{rN}:recovery`).
+    pub recovery: SubscriberClient,
 }
 
 impl RedisClients {
@@ -74,33 +76,15 @@ impl RedisClients {
             adapter: builder.build_subscriber_client()?,
             auth_events: builder.build_subscriber_client()?,
             commands: builder.build()?,
+            recovery: builder.build_subscriber_client()?,
         })
     }
 
-    /// Re-subscribes every sharded channel of the adapter after each reconnect.
-    pub fn restore_subscriptions_on_reconnect(&self) -> JoinHandle<()> {
-        let client = self.adapter.clone();
-        let mut reconnects = client.reconnect_rx();
-        tokio::spawn(async move {
-            while reconnects.recv().await.is_ok() {
-                let channels = client.tracked_shard_channels();
-                let mut restored = 0usize;
-                // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
-                for channel in &channels {
-                    match client.ssubscribe(channel.to_string()).await {
-                        Ok(()) => restored += 1,
-                        Err(error) => {
-                            tracing::warn!(%error, channel = %channel, "cannot restore adapter channel")
-                        }
-                    }
-                }
-                tracing::info!(
-                    restored,
-                    total = channels.len(),
-                    "redis reconnected, adapter channels restored"
-                );
-            }
-        })
+    /// Re-subscribes every sharded channel of the adapter, and of the recovery feed, after each
+    /// reconnect.
+    pub fn restore_subscriptions_on_reconnect(&self) {
+        restore_shard_channels(self.adapter.clone(), "adapter");
+        restore_shard_channels(self.recovery.clone(), "recovery");
     }
 
     /// Logs why the connection to Redis fails (refused, a certificate not trusted, a password
@@ -151,4 +135,29 @@ impl RedisClients {
             .map_err(|e| format!("ping failed: {e}"))?;
         Ok(())
     }
+}
+
+/// Re-subscribes `client`'s tracked shard channels after each reconnect (fred does not).
+fn restore_shard_channels(client: SubscriberClient, what: &'static str) -> JoinHandle<()> {
+    let mut reconnects = client.reconnect_rx();
+    tokio::spawn(async move {
+        while reconnects.recv().await.is_ok() {
+            let channels = client.tracked_shard_channels();
+            let mut restored = 0usize;
+            // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
+            for channel in &channels {
+                match client.ssubscribe(channel.to_string()).await {
+                    Ok(()) => restored += 1,
+                    Err(error) => {
+                        tracing::warn!(%error, channel = %channel, what, "cannot restore a channel")
+                    }
+                }
+            }
+            tracing::info!(
+                restored,
+                total = channels.len(),
+                "redis reconnected, {what} channels restored"
+            );
+        }
+    })
 }

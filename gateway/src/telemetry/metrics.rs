@@ -137,6 +137,14 @@ fn describe() {
         "Sockets of this replica that could not queue an emit (send buffer full); each had its transport closed."
     );
     describe_counter!(
+        "gateway_recoveries_total",
+        "Handshakes that asked to recover missed events (auth.offset), by outcome: recovered or not (offset unknown, expired, malformed, or the log unavailable)."
+    );
+    describe_counter!(
+        "gateway_recovery_replayed_total",
+        "Missed events replayed to reconnecting sockets."
+    );
+    describe_counter!(
         "gateway_adapter_messages_lost_total",
         "Cross-replica messages (emits, adapter requests) this replica's Redis adapter lost: lagged (behind Redis pub/sub) or buffer_full (a channel's stream buffer); cluster mode only."
     );
@@ -279,6 +287,24 @@ pub fn offer(outcome: OfferOutcome) {
 
 /// Sockets of this replica that could not queue an emit (send buffer full; their transports
 /// were closed).
+/// Recoverable events this replica's feed skipped because it fell behind Redis pub/sub.
+pub fn recovery_feed_lagged(lost: u64) {
+    counter!("gateway_adapter_messages_lost_total", "reason" => "recovery_lagged").increment(lost);
+}
+
+/// A reconnecting socket's replay (recovery.md).
+pub fn recovery(ns: Namespace, recovered: bool, replayed: usize) {
+    let outcome = if recovered {
+        "recovered"
+    } else {
+        "not_recovered"
+    };
+    counter!("gateway_recoveries_total", "namespace" => namespace(ns), "outcome" => outcome)
+        .increment(1);
+    counter!("gateway_recovery_replayed_total", "namespace" => namespace(ns))
+        .increment(replayed as u64);
+}
+
 pub fn emits_dropped(ns: Namespace, sockets: usize) {
     counter!("gateway_emits_dropped_total", "namespace" => namespace(ns)).increment(sockets as u64);
 }

@@ -1,0 +1,211 @@
+//! What each local socket receives of the recoverable events: every entry of its room once, in
+//! offset order, including while it replays what it missed.
+//!
+//! A socket that reconnects with an offset joins its room *holding*: entries arriving meanwhile
+//! are held, not sent. It then replays the log after its offset, and [`Gate::finish`] sends the
+//! replay and the held entries newer than the replay's last, in order, and opens. From then on
+//! an entry goes out only if it is newer than the last one this socket got. So an event is either
+//! replayed or delivered live, once, whatever the interleaving (recovery.md).
+
+use std::sync::{Arc, Mutex};
+
+use fred::{
+    clients::SubscriberClient,
+    interfaces::{EventInterface, PubsubInterface},
+};
+use socketioxide::{SendError, SocketError, adapter::Adapter, extract::SocketRef};
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Entry, Offset};
+use crate::{realtime::Io, telemetry::metrics};
+
+/// Per socket, in its extensions.
+#[derive(Debug, Default)]
+pub struct Gate(Mutex<GateState>);
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// The newest offset this socket was sent.
+    last: Option<Offset>,
+    /// While replaying: what arrived meanwhile.
+    held: Option<Vec<Entry>>,
+}
+
+impl Gate {
+    /// For a socket that has nothing to replay.
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// For a socket about to replay: live entries wait for [`Gate::finish`].
+    pub fn holding() -> Self {
+        Self(Mutex::new(GateState {
+            last: None,
+            held: Some(Vec::new()),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A live entry: sent now, held, or dropped as already sent.
+    pub fn offer(&self, entry: &Entry, send: impl FnOnce(&Entry)) {
+        let mut state = self.lock();
+        if let Some(held) = &mut state.held {
+            held.push(entry.clone());
+        } else if state.last.is_none_or(|last| entry.offset > last) {
+            state.last = Some(entry.offset);
+            send(entry);
+        }
+    }
+
+    /// Sends `replayed` (oldest first), then what was held and is newer, and opens.
+    pub fn finish(&self, replayed: Vec<Entry>, mut send: impl FnMut(&Entry)) {
+        let mut state = self.lock();
+        let mut held = state.held.take().unwrap_or_default();
+        held.sort_by_key(|e| e.offset);
+        for entry in replayed.iter().chain(held.iter()) {
+            if state.last.is_none_or(|last| entry.offset > last) {
+                state.last = Some(entry.offset);
+                send(entry);
+            }
+        }
+    }
+}
+
+/// Sends an entry on a socket, its offset as the last argument.
+pub fn send<A: Adapter>(s: &SocketRef<A>, entry: &Entry) {
+    let offset = entry.offset.to_string();
+    match s.emit(entry.event.as_str(), &(&entry.data, offset)) {
+        Ok(()) => {}
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+            // As for any emit: the transport is closed, the client reconnects and recovers.
+            if let Some(ns) = entry.namespace() {
+                metrics::emits_dropped(ns, 1);
+            }
+        }
+        Err(error) => tracing::debug!(socket = %s.id, %error, "recoverable event not sent"),
+    }
+}
+
+/// Hands each entry, in feed order, to the gates of this replica's sockets in its room (the
+/// memory log's feed).
+pub async fn run_feed(io: Io, mut entries: mpsc::UnboundedReceiver<Entry>) {
+    while let Some(entry) = entries.recv().await {
+        deliver_locally(&io, &entry);
+    }
+}
+
+/// The same for the cluster: the entries every replica publishes on the recovery channels, in
+/// the order each channel carries them.
+pub async fn listen(
+    client: SubscriberClient,
+    channels: Vec<String>,
+    io: Io,
+) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
+    let mut messages = client.message_rx();
+    for channel in channels {
+        client.ssubscribe(channel).await?;
+    }
+    Ok(tokio::spawn(async move {
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    let entry = message
+                        .value
+                        .as_string()
+                        .and_then(|text| serde_json::from_str::<Entry>(&text).ok());
+                    match entry {
+                        Some(entry) => deliver_locally(&io, &entry),
+                        None => {
+                            tracing::warn!(channel = %message.channel, "unreadable recovery entry")
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    // Those entries stay in the log: a client that missed them recovers them
+                    // when it reconnects; the counter says it happened.
+                    metrics::recovery_feed_lagged(lost);
+                    tracing::warn!(lost, "recovery feed lagged");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }))
+}
+
+pub fn deliver_locally(io: &Io, entry: &Entry) {
+    fn on<A: Adapter>(io: &socketioxide::SocketIo<A>, entry: &Entry) {
+        let Some(ns) = entry.namespace() else { return };
+        let Some(op) = io.of(ns.path()) else { return };
+        let sockets = op.local().within(entry.room.clone()).sockets();
+        if !sockets.is_empty() {
+            metrics::emit(ns, &entry.event);
+        }
+        for s in sockets {
+            if let Some(gate) = s.extensions.get::<Arc<Gate>>() {
+                gate.offer(entry, |e| send(&s, e));
+            }
+        }
+    }
+    on_io!(io, io => on(io, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(ms: u64) -> Entry {
+        Entry {
+            ns: "/passengers".into(),
+            room: "passenger:p1".into(),
+            event: "trip:updated".into(),
+            data: json!({"n": ms}),
+            offset: Offset { ms, seq: 0 },
+        }
+    }
+
+    fn sent(gate: &Gate, live: &[u64], replay: Option<&[u64]>) -> Vec<u64> {
+        let mut out = Vec::new();
+        for &ms in live {
+            gate.offer(&entry(ms), |e| out.push(e.offset.ms));
+        }
+        if let Some(replay) = replay {
+            gate.finish(replay.iter().map(|&ms| entry(ms)).collect(), |e| {
+                out.push(e.offset.ms)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn an_open_gate_sends_each_entry_once_in_order() {
+        assert_eq!(sent(&Gate::open(), &[1, 2, 2, 1, 3], None), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_holding_gate_sends_nothing_until_its_replay_is_done() {
+        let gate = Gate::holding();
+        assert!(sent(&gate, &[5, 6], None).is_empty());
+        // Replayed 3..=5 (5 was also heard live): 3, 4, 5 from the replay, then 6 held.
+        let mut out = Vec::new();
+        gate.finish(vec![entry(3), entry(4), entry(5)], |e| {
+            out.push(e.offset.ms)
+        });
+        assert_eq!(out, [3, 4, 5, 6]);
+        assert_eq!(sent(&gate, &[6, 7], None), [7]);
+    }
+
+    #[test]
+    fn held_entries_go_in_offset_order_after_an_empty_replay() {
+        let gate = Gate::holding();
+        sent(&gate, &[9, 8], None);
+        let mut out = Vec::new();
+        gate.finish(Vec::new(), |e| out.push(e.offset.ms));
+        assert_eq!(out, [8, 9]);
+    }
+}

@@ -1,0 +1,61 @@
+//! Missed-event recovery (`../shared/spec/recovery.md`): recoverable events to one user's room
+//! are kept with an offset for `RECOVERY_WINDOW_MS` (at most `RECOVERY_MAX_EVENTS` per room), and
+//! reach sockets through a per-socket [`gate::Gate`], so that a client reconnecting with its
+//! last offset gets what it missed before `hello`, on any replica, exactly once and in order.
+//!
+//! - [`log`]: where events are kept (a capped, expiring stream per room in Redis; a ring per room
+//!   in memory) and how each replica hears of them (the append publishes them, in order);
+//! - [`gate`]: what each local socket receives of them, including during its replay.
+//!
+//! Not recoverable, hence not here: locations, offers, admin events, `hello`, expiry notices.
+
+pub mod gate;
+pub mod log;
+pub mod offset;
+pub mod resume;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::namespace::Namespace;
+
+pub use offset::Offset;
+
+/// How long, and how many, events are kept per room; a zero window turns recovery off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoverySettings {
+    pub window: Duration,
+    pub max_events: usize,
+}
+
+impl RecoverySettings {
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero() && self.max_events > 0
+    }
+}
+
+/// A user's own room, the unit events are kept and numbered in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserRoom {
+    pub ns: Namespace,
+    /// `driver:{id}` or `passenger:{id}` (`shared::rooms`).
+    pub room: String,
+}
+
+/// One kept event, as replicas pass it to each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The namespace's path.
+    pub ns: String,
+    pub room: String,
+    pub event: String,
+    pub data: Value,
+    pub offset: Offset,
+}
+
+impl Entry {
+    pub fn namespace(&self) -> Option<Namespace> {
+        Namespace::from_path(&self.ns)
+    }
+}
