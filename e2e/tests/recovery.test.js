@@ -154,6 +154,25 @@ for (const mode of MODES) {
       back.close();
     });
 
+    test('a session revoked while the user\'s other app was away is replayed to it, once', async () => {
+      const p = await createIdentity(db, 'PASSENGER');
+      const otherSid = await db.session(p.userId);
+      const s = await reconnect(A, '/passengers', { token: p.token });
+      const got = new Promise((resolve) => s.socket.on('promo:offer', (_, offset) => resolve(offset)));
+      await push(A, [`passenger:${p.userId}`], { n: 1 });
+      const from = await within(got, 5000, 'the push');
+      s.socket.close();
+      await db.revokeSession(otherSid);
+      const res = await internalPost(B, `/internal/v1/sessions/${otherSid}/revoke`, { userId: p.userId, reason: 'logout' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const back = await reconnect(C, '/passengers', { token: p.token, offset: from });
+      assert.equal(back.hello.recovered, true);
+      assert.deepEqual(back.events.map((e) => [e.event, e.args[0].sid, e.args[0].reason]),
+        [['auth:session_revoked', otherSid, 'logout']]);
+      assert.match(offsetOf(back.events[0]), /^\d+-\d+$/);
+      back.socket.close();
+    });
+
     test('locations, offers and admin events are never replayed', async () => {
       const d = await createIdentity(db, 'DRIVER');
       const p = await createIdentity(db, 'PASSENGER');
@@ -165,9 +184,24 @@ for (const mode of MODES) {
       const from = await within(tripOffset, 5000, 'trip:updated');
       passenger.socket.close();
       assert.equal((await ask(driver, 'driver:location', { lat: 1, lng: 2 })).ok, true);
+      // An offer the driver answers, then the driver drops: it comes back with the trip's
+      // events, not the offer.
+      const driverOffset = await new Promise((resolve) => {
+        driver.once('trip:updated', (_, offset) => resolve(offset));
+        internalPost(A, `/internal/v1/trips/${trip}/events`, { type: 'DRIVER_ARRIVING', passengerId: p.userId });
+      });
+      driver.once('trip:offer', (_, ack) => ack?.({ accept: false }));
+      const offered = await internalPost(B, `/internal/v1/drivers/${d.userId}/offers`, { offerId: `offer-${d.userId}`, tripId: 'other-trip', expiresInMs: 3000 });
+      assert.equal(offered.status, 200, JSON.stringify(offered.body));
+      driver.close();
+      const driverBack = await reconnect(C, '/drivers', { token: d.token, offset: driverOffset });
+      assert.equal(driverBack.hello.recovered, true);
+      assert.deepEqual(driverBack.events.map((e) => e.event), [], 'trip:offer is not replayed');
+      driverBack.socket.close();
       const back = await reconnect(C, '/passengers', { token: p.token, offset: from });
       assert.equal(back.hello.recovered, true);
-      assert.deepEqual(back.events.map((e) => e.event), [], 'trip:driver_location is not replayed');
+      assert.deepEqual(back.events.map((e) => [e.event, e.args[0].status]), [['trip:updated', 'DRIVER_ARRIVING']],
+        'the trip event is replayed, trip:driver_location is not');
       back.socket.close();
       driver.close();
     });

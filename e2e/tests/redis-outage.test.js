@@ -216,17 +216,21 @@ test('a revocation sent while Redis is down is enforced by re-validation, and it
     assert.equal(res.status, 503, 'the auth service is told to retry');
     assert.equal(await within(ended, REVALIDATE_MS + 5000, 'the revoked socket on A ended by re-validation'), 'io server disconnect');
     assert.ok(Date.now() - sent <= REVALIDATE_MS + 3000, `ended ${Date.now() - sent} ms after the revocation`);
-    await noticesA.until((n) => n.sid === user.sid);
+    await within(noticesA.until((n) => n.sid === user.sid), 5000, 'the notice on A, told during the outage');
 
     const marks = cluster.replicas.map((r) => r.logs.length);
     redis = await startRedis(redis.port);
     // Every replica hears the channel again before the barrier below relies on A hearing it.
     await Promise.all(cluster.replicas.map((r, i) =>
       r.waitForLog((e) => e.message === 'auth-events subscription restored', 15000, marks[i])));
+    // And the recovery feed, which carries the kept notice (pub/sub: what is published before a
+    // replica resubscribes reaches its sockets only when they next reconnect and replay).
+    await Promise.all(cluster.replicas.map((r, i) =>
+      r.waitForLog((e) => e.message === 'redis reconnected, recovery channels restored', 15000, marks[i])));
     // The auth service retries until a replica can publish.
     await eventually(async () => (await internalPost(B, `/internal/v1/sessions/${user.sid}/revoke`, { userId: user.userId, reason: 'logout' })).status === 200,
       15000, 250, 'the retried revocation published');
-    await noticesC.until((n) => n.sid === user.sid);
+    await within(noticesC.until((n) => n.sid === user.sid), 10000, 'the retried notice on C');
 
     // Barrier: a later revocation heard by A on the same channel is applied after the retry.
     const marker = await createIdentity(db, 'PASSENGER');

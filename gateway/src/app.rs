@@ -5,8 +5,9 @@
 //! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
 
 use crate::{
+    realtime::sessions::{RecentRevocations, already_told},
     recovery::{
-        gate,
+        Entry, gate,
         log::{MemoryLog, RecoveryLog, RedisLog},
     },
     state::keys::RECOVERY_SHARDS,
@@ -345,10 +346,18 @@ async fn start_socketio(
         ));
         let presence = services.presence.clone();
         let (layer, io) = Io::single(settings, services);
+        let told_unkept = Arc::new(RecentRevocations::default());
         if let Some(feed) = feed {
-            tokio::spawn(gate::run_feed(io.clone(), feed));
+            let told = told_unkept.clone();
+            let skip = move |entry: &Entry| already_told(&told, entry);
+            tokio::spawn(gate::run_feed(io.clone(), feed, skip));
         }
-        let sessions = Arc::new(SessionEvents::new(io.clone(), None));
+        let sessions = Arc::new(SessionEvents::new(
+            io.clone(),
+            None,
+            recovery.clone(),
+            told_unkept,
+        ));
         return Ok((
             socket_service(layer, &settings.cors_origins),
             Live {
@@ -405,6 +414,7 @@ async fn start_socketio(
     ));
     let presence = services.presence.clone();
     let (layer, io) = Io::cluster(settings, services, adapter).await?;
+    let told_unkept = Arc::new(RecentRevocations::default());
     if recovery.is_some() {
         clients
             .recovery
@@ -414,7 +424,9 @@ async fn start_socketio(
         let channels = (0..RECOVERY_SHARDS)
             .map(|s| keys.recovery_channel(s))
             .collect();
-        gate::listen(clients.recovery.clone(), channels, io.clone())
+        let told = told_unkept.clone();
+        let skip = move |entry: &Entry| already_told(&told, entry);
+        gate::listen(clients.recovery.clone(), channels, io.clone(), skip)
             .await
             .context("cannot subscribe to the recovery channels")?;
     }
@@ -427,6 +439,8 @@ async fn start_socketio(
     let sessions = Arc::new(SessionEvents::new(
         io.clone(),
         Some((clients.commands.clone(), channel.clone())),
+        recovery.clone(),
+        told_unkept,
     ));
     sessions
         .clone()

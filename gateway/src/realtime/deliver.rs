@@ -75,6 +75,14 @@ impl Recipient {
         }
     }
 
+    /// The user a driver's or a passenger's recipient is.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::Driver(id) | Self::Passenger(id) => Some(id),
+            _ => None,
+        }
+    }
+
     fn except(&self) -> Vec<String> {
         match self {
             Self::RoomsExcept(_, _, except) => except.clone(),
@@ -189,6 +197,17 @@ pub async fn deliver_local<A: Adapter, T: Serialize + ?Sized>(
         Err(error) => tracing::warn!(%error, event, nsp = %ns, "local emit failed"),
     }
     sockets
+}
+
+/// How many of `to`'s sockets are on this replica, not counting those in `except`.
+pub fn local_count<A: Adapter>(io: &SocketIo<A>, to: &Recipient, except: Option<String>) -> usize {
+    io.of(to.namespace().path()).map_or(0, |op| {
+        op.local()
+            .to(to.rooms())
+            .except(except.into_iter().collect::<Vec<_>>())
+            .sockets()
+            .len()
+    })
 }
 
 fn dropped(ns: Namespace, event: &str, errors: &[SocketError]) -> Emitted {

@@ -93,18 +93,25 @@ pub fn send<A: Adapter>(s: &SocketRef<A>, entry: &Entry) {
 
 /// Hands each entry, in feed order, to the gates of this replica's sockets in its room (the
 /// memory log's feed).
-pub async fn run_feed(io: Io, mut entries: mpsc::UnboundedReceiver<Entry>) {
+pub async fn run_feed(
+    io: Io,
+    mut entries: mpsc::UnboundedReceiver<Entry>,
+    skip: impl Fn(&Entry) -> bool + Send + 'static,
+) {
     while let Some(entry) = entries.recv().await {
-        deliver_locally(&io, &entry);
+        if !skip(&entry) {
+            deliver_locally(&io, &entry);
+        }
     }
 }
 
-/// The same for the cluster: the entries every replica publishes on the recovery channels, in
+/// The same for the cluster (`skip`: entries this replica must not hand out again): the entries every replica publishes on the recovery channels, in
 /// the order each channel carries them.
 pub async fn listen(
     client: SubscriberClient,
     channels: Vec<String>,
     io: Io,
+    skip: impl Fn(&Entry) -> bool + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
     let mut messages = client.message_rx();
     for channel in channels {
@@ -119,6 +126,7 @@ pub async fn listen(
                         .as_string()
                         .and_then(|text| serde_json::from_str::<Entry>(&text).ok());
                     match entry {
+                        Some(entry) if skip(&entry) => {}
                         Some(entry) => deliver_locally(&io, &entry),
                         None => {
                             tracing::warn!(channel = %message.channel, "unreadable recovery entry")

@@ -29,6 +29,16 @@ pub trait RecoveryLog: Send + Sync {
         data: &Value,
     ) -> Result<Offset, StateError>;
 
+    /// As [`RecoveryLog::append`], unless an event was already kept for `room` under `once`
+    /// within the window (then `None`): for events every replica hears and handles.
+    async fn append_once(
+        &self,
+        room: &UserRoom,
+        once: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<Offset>, StateError>;
+
     /// What `room` received after `offset`, oldest first; `None` when `offset` is not kept
     /// (expired, trimmed, never issued).
     async fn after(
@@ -55,6 +65,8 @@ pub struct MemoryLog {
 #[derive(Default)]
 struct Rings {
     rooms: HashMap<String, VecDeque<Entry>>,
+    /// Once-markers (`append_once`), by room and key, with when they lapse (ms).
+    once: HashMap<(String, String), u64>,
     last: Option<Offset>,
     appends: u64,
 }
@@ -127,12 +139,33 @@ impl RecoveryLog for MemoryLog {
                 trim(ring, usize::MAX, oldest);
                 !ring.is_empty()
             });
+            rings.once.retain(|_, lapses| *lapses > now);
         }
         // Under the lock: the feed carries entries in offset order.
         self.feed
             .send(entry)
             .map_err(|_| StateError::Stopped("the recovery feed stopped"))?;
         Ok(offset)
+    }
+
+    async fn append_once(
+        &self,
+        room: &UserRoom,
+        once: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<Offset>, StateError> {
+        let now = now_ms();
+        {
+            let mut rings = self.lock();
+            let key = (room.room.clone(), once.to_owned());
+            if rings.once.get(&key).is_some_and(|lapses| *lapses > now) {
+                return Ok(None);
+            }
+            let lapses = now + self.settings.window.as_millis() as u64;
+            rings.once.insert(key, lapses);
+        }
+        self.append(room, event, data).await.map(Some)
     }
 
     async fn after(
@@ -181,20 +214,23 @@ impl RedisLog {
     }
 }
 
-#[async_trait]
-impl RecoveryLog for RedisLog {
-    async fn append(
+impl RedisLog {
+    /// Appends (and publishes) unless `once` was already marked for the room.
+    async fn keep(
         &self,
         room: &UserRoom,
+        once: Option<&str>,
         event: &str,
         data: &Value,
-    ) -> Result<Offset, StateError> {
+    ) -> Result<Option<Offset>, StateError> {
         let json = serde_json::to_string(data).map_err(|e| StateError::Data(e.to_string()))?;
+        let mut keys = vec![self.keys.recovery_stream(&room.room)];
+        keys.extend(once.map(|once| self.keys.recovery_once(&room.room, once)));
         let id = self
             .append
             .run(
                 &self.client,
-                vec![self.keys.recovery_stream(&room.room)],
+                keys,
                 vec![
                     self.settings.max_events.to_string(),
                     self.settings.window.as_millis().to_string(),
@@ -206,9 +242,37 @@ impl RecoveryLog for RedisLog {
                 ],
             )
             .await?;
+        if id.is_null() {
+            return Ok(None);
+        }
         id.as_string()
             .and_then(|id| id.parse().ok())
+            .map(Some)
             .ok_or_else(|| StateError::Data("recovery_append answered without an offset".into()))
+    }
+}
+
+#[async_trait]
+impl RecoveryLog for RedisLog {
+    async fn append(
+        &self,
+        room: &UserRoom,
+        event: &str,
+        data: &Value,
+    ) -> Result<Offset, StateError> {
+        self.keep(room, None, event, data)
+            .await?
+            .ok_or_else(|| StateError::Data("recovery_append answered without an offset".into()))
+    }
+
+    async fn append_once(
+        &self,
+        room: &UserRoom,
+        once: &str,
+        event: &str,
+        data: &Value,
+    ) -> Result<Option<Offset>, StateError> {
+        self.keep(room, Some(once), event, data).await
     }
 
     async fn after(
@@ -245,5 +309,70 @@ impl RecoveryLog for RedisLog {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use shared::namespace::Namespace;
+
+    use super::*;
+
+    fn room(id: &str) -> UserRoom {
+        UserRoom {
+            ns: Namespace::Passengers,
+            room: format!("passenger:{id}"),
+        }
+    }
+
+    fn log(window_ms: u64, max_events: usize) -> (MemoryLog, mpsc::UnboundedReceiver<Entry>) {
+        MemoryLog::new(RecoverySettings {
+            window: Duration::from_millis(window_ms),
+            max_events,
+        })
+    }
+
+    #[tokio::test]
+    async fn replays_what_followed_a_kept_offset_in_order_and_feeds_every_append() {
+        let (log, mut feed) = log(60_000, 3);
+        let mut offsets = Vec::new();
+        for n in 0..4 {
+            offsets.push(log.append(&room("a"), "e", &json!({ "n": n })).await.expect("append"));
+        }
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        // Three kept: the first was trimmed, so its offset recovers nothing.
+        assert_eq!(log.after(&room("a"), offsets[0]).await.expect("read"), None);
+        let missed = log.after(&room("a"), offsets[1]).await.expect("read").expect("kept");
+        assert_eq!(
+            missed.iter().map(|e| e.data["n"].clone()).collect::<Vec<_>>(),
+            [json!(2), json!(3)]
+        );
+        assert_eq!(log.after(&room("b"), offsets[1]).await.expect("read"), None, "another room");
+        for offset in &offsets {
+            assert_eq!(feed.recv().await.expect("fed").offset, *offset);
+        }
+    }
+
+    #[tokio::test]
+    async fn once_keeps_an_event_once_per_room() {
+        let (log, _feed) = log(60_000, 10);
+        let data = json!({ "sid": "s1" });
+        assert!(log.append_once(&room("a"), "revoked:s1", "e", &data).await.expect("a").is_some());
+        assert!(log.append_once(&room("a"), "revoked:s1", "e", &data).await.expect("a").is_none());
+        assert!(log.append_once(&room("b"), "revoked:s1", "e", &data).await.expect("b").is_some());
+    }
+
+    #[tokio::test]
+    async fn rooms_whose_events_expired_are_reaped() {
+        let (log, _feed) = log(20, 10);
+        log.append(&room("gone"), "e", &json!(1)).await.expect("append");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        for _ in 0..REAP_EVERY {
+            log.append(&room("busy"), "e", &json!(2)).await.expect("append");
+        }
+        assert_eq!(log.rooms(), 1, "only the busy room is left");
     }
 }

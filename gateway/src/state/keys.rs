@@ -157,6 +157,16 @@ impl Keys {
         self.key(&[&format!("{{r{}}}", room_shard(room)), "recovery", room])
     }
 
+    /// Marks an event kept for `room` under `once` (kept once though every replica hears it).
+    pub fn recovery_once(&self, room: &str, once: &str) -> String {
+        self.key(&[
+            &format!("{{r{}}}", room_shard(room)),
+            "recovery-once",
+            room,
+            once,
+        ])
+    }
+
     /// The channel the events of the rooms of recovery shard `shard` are published on.
     pub fn recovery_channel(&self, shard: u32) -> String {
         self.key(&[&format!("{{r{shard}}}"), "recovery"])
@@ -236,6 +246,10 @@ mod tests {
             )
         );
         assert_eq!(k.recovery_channel(3), "gw:{r3}:recovery");
+        assert_eq!(
+            slot(&k.recovery_once("driver:d1", "revoked:s1")),
+            slot(&k.recovery_stream("driver:d1"))
+        );
         assert_eq!(k.adapter(), "gw:socket.io");
     }
 

@@ -1,7 +1,10 @@
 -- Keeps a recoverable event of a user room and publishes it, in one step, so that every replica
 -- hears a room's events in the order of their offsets.
--- KEYS: the room's stream. ARGV: max events, window (ms), channel (same slot), namespace, room,
--- event, data (JSON text). Returns the offset (the stream entry id).
+-- KEYS: the room's stream, and optionally a once-marker: the event is kept only if that marker
+-- was not set within the window (an event every replica hears, kept once for the cluster).
+-- ARGV: max events, window (ms), channel (same slot), namespace, room, event, data (JSON text).
+-- Returns the offset (the stream entry id), or false when the marker was already set.
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return false end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'event', ARGV[6], 'data', ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
