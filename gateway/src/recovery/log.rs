@@ -340,17 +340,32 @@ mod tests {
         let (log, mut feed) = log(60_000, 3);
         let mut offsets = Vec::new();
         for n in 0..4 {
-            offsets.push(log.append(&room("a"), "e", &json!({ "n": n })).await.expect("append"));
+            offsets.push(
+                log.append(&room("a"), "e", &json!({ "n": n }))
+                    .await
+                    .expect("append"),
+            );
         }
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
         // Three kept: the first was trimmed, so its offset recovers nothing.
         assert_eq!(log.after(&room("a"), offsets[0]).await.expect("read"), None);
-        let missed = log.after(&room("a"), offsets[1]).await.expect("read").expect("kept");
+        let missed = log
+            .after(&room("a"), offsets[1])
+            .await
+            .expect("read")
+            .expect("kept");
         assert_eq!(
-            missed.iter().map(|e| e.data["n"].clone()).collect::<Vec<_>>(),
+            missed
+                .iter()
+                .map(|e| e.data["n"].clone())
+                .collect::<Vec<_>>(),
             [json!(2), json!(3)]
         );
-        assert_eq!(log.after(&room("b"), offsets[1]).await.expect("read"), None, "another room");
+        assert_eq!(
+            log.after(&room("b"), offsets[1]).await.expect("read"),
+            None,
+            "another room"
+        );
         for offset in &offsets {
             assert_eq!(feed.recv().await.expect("fed").offset, *offset);
         }
@@ -360,18 +375,37 @@ mod tests {
     async fn once_keeps_an_event_once_per_room() {
         let (log, _feed) = log(60_000, 10);
         let data = json!({ "sid": "s1" });
-        assert!(log.append_once(&room("a"), "revoked:s1", "e", &data).await.expect("a").is_some());
-        assert!(log.append_once(&room("a"), "revoked:s1", "e", &data).await.expect("a").is_none());
-        assert!(log.append_once(&room("b"), "revoked:s1", "e", &data).await.expect("b").is_some());
+        assert!(
+            log.append_once(&room("a"), "revoked:s1", "e", &data)
+                .await
+                .expect("a")
+                .is_some()
+        );
+        assert!(
+            log.append_once(&room("a"), "revoked:s1", "e", &data)
+                .await
+                .expect("a")
+                .is_none()
+        );
+        assert!(
+            log.append_once(&room("b"), "revoked:s1", "e", &data)
+                .await
+                .expect("b")
+                .is_some()
+        );
     }
 
     #[tokio::test]
     async fn rooms_whose_events_expired_are_reaped() {
         let (log, _feed) = log(20, 10);
-        log.append(&room("gone"), "e", &json!(1)).await.expect("append");
+        log.append(&room("gone"), "e", &json!(1))
+            .await
+            .expect("append");
         tokio::time::sleep(Duration::from_millis(40)).await;
         for _ in 0..REAP_EVERY {
-            log.append(&room("busy"), "e", &json!(2)).await.expect("append");
+            log.append(&room("busy"), "e", &json!(2))
+                .await
+                .expect("append");
         }
         assert_eq!(log.rooms(), 1, "only the busy room is left");
     }
