@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import os from 'node:os';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
+import { createAdapter as createStreamsAdapter } from '@socket.io/redis-streams-adapter';
 import { createClient } from 'redis';
 import pg from 'pg';
 import jwt from 'jsonwebtoken';
@@ -68,6 +69,9 @@ function loadConfig(env) {
     pingInterval: positiveInt(env, 'PING_INTERVAL_MS', 25000),
     pingTimeout: positiveInt(env, 'PING_TIMEOUT_MS', 20000),
     maxPayload,
+    // `streams`: Socket.IO's connection state recovery over @socket.io/redis-streams-adapter (the
+    // churn benchmark's peer with recovery); unset: the Redis adapter, no recovery.
+    recovery: env.PEER_RECOVERY === 'streams',
   };
 }
 
@@ -558,8 +562,18 @@ async function start(config) {
 
   // A Redis that is down at start-up is no configuration error: connect() retries until it is up.
   await Promise.all([app.pub.connect(), app.sub.connect(), app.state.connect()]);
+  const delivery = config.recovery
+    ? {
+      adapter: createStreamsAdapter(app.pub, {
+        streamName: `${config.prefix}-stream`,
+        channelPrefix: config.prefix,
+        sessionKeyPrefix: `${config.prefix}:sio:session:`,
+      }),
+      connectionStateRecovery: { maxDisconnectionDuration: 120000, skipMiddlewares: true },
+    }
+    : { adapter: createAdapter(app.pub, app.sub, { key: config.prefix }) };
   const io = new Server({
-    adapter: createAdapter(app.pub, app.sub, { key: config.prefix }),
+    ...delivery,
     pingInterval: config.pingInterval,
     pingTimeout: config.pingTimeout,
     maxHttpBufferSize: config.maxPayload,
