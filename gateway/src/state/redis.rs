@@ -203,6 +203,27 @@ impl RedisState {
         by_shard(self.client.is_clustered(), items, driver)
     }
 
+    /// Runs `script` once per group of `items` whose keys share a slot (one call on a single
+    /// Redis): its keys are each item's `keys`, its arguments `head` then each item's `arg`, in
+    /// item order. Returns each call's reply.
+    async fn per_shard<T>(
+        &self,
+        script: &Named,
+        items: Vec<T>,
+        driver: impl Fn(&T) -> &str,
+        keys: impl Fn(&T) -> Vec<String>,
+        head: Vec<String>,
+        arg: impl Fn(&T) -> Option<String>,
+    ) -> Result<Vec<Value>, StateError> {
+        let calls = self.groups(items, driver).into_iter().map(|group| {
+            let group_keys = group.iter().flat_map(&keys).collect();
+            let mut args = head.clone();
+            args.extend(group.iter().filter_map(&arg));
+            self.run(script, group_keys, args)
+        });
+        try_join_all(calls).await
+    }
+
     fn grace_ms(&self) -> String {
         self.settings.presence_grace.as_millis().to_string()
     }
@@ -234,15 +255,15 @@ impl RedisState {
     /// Records this replica as holding `drivers` under its current epoch.
     async fn assert_presence(&self, drivers: Vec<String>) -> Result<(), StateError> {
         let epoch = self.epoch.load(Ordering::SeqCst).to_string();
-        let calls = self.groups(drivers, |d| d).into_iter().map(|group| {
-            let keys = group
-                .iter()
-                .flat_map(|d| [self.keys.presence(d), self.keys.driver(d)])
-                .collect();
-            let args = vec![self.settings.node_id.clone(), epoch.clone()];
-            self.run(&self.scripts.presence_assert, keys, args)
-        });
-        try_join_all(calls).await?;
+        self.per_shard(
+            &self.scripts.presence_assert,
+            drivers,
+            |d| d,
+            |d| vec![self.keys.presence(d), self.keys.driver(d)],
+            vec![self.settings.node_id.clone(), epoch],
+            |_| None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -256,13 +277,15 @@ impl RedisState {
         start: Option<&str>,
         keep_earlier_deadline: bool,
     ) -> Result<(), StateError> {
-        let calls = self.groups(drivers, |d| d).into_iter().map(|group| {
-            let keys = group.iter().map(|d| self.keys.presence(d)).collect();
-            let mut args = vec![node.to_owned(), max_epoch.to_owned()];
-            args.extend(group);
-            self.run(&self.scripts.presence_release, keys, args)
-        });
-        let free: Vec<String> = try_join_all(calls)
+        let free: Vec<String> = self
+            .per_shard(
+                &self.scripts.presence_release,
+                drivers,
+                |d| d,
+                |d| vec![self.keys.presence(d)],
+                vec![node.to_owned(), max_epoch.to_owned()],
+                |d| Some(d.clone()),
+            )
             .await?
             .into_iter()
             .flat_map(strings)
@@ -346,13 +369,15 @@ impl RedisState {
             .map(|d| (d.as_str(), "unbind"))
             .chain(b.bind.iter().map(|d| (d.as_str(), "bind")))
             .collect();
-        let calls = self.groups(ops, |(d, _)| d).into_iter().map(|group| {
-            let keys = group.iter().map(|(d, _)| self.keys.driver(d)).collect();
-            let mut args = vec![b.trip.clone(), b.passenger.clone(), b.version.to_string()];
-            args.extend(group.iter().map(|(_, op)| (*op).to_owned()));
-            self.run(&self.scripts.bind_trip, keys, args)
-        });
-        try_join_all(calls).await?;
+        self.per_shard(
+            &self.scripts.bind_trip,
+            ops,
+            |(d, _)| d,
+            |(d, _)| vec![self.keys.driver(d)],
+            vec![b.trip.clone(), b.passenger.clone(), b.version.to_string()],
+            |(_, op)| Some((*op).to_owned()),
+        )
+        .await?;
         self.run(
             &self.scripts.bindings_done,
             vec![self.keys.trip(&b.trip)],
@@ -379,22 +404,21 @@ impl RedisState {
             return Ok(Vec::new());
         }
         let at = now_rfc3339();
-        let calls = self.groups(due.to_vec(), |d| d).into_iter().map(|group| {
-            let keys = group
-                .iter()
-                .flat_map(|d| {
-                    [
+        let changed: Vec<String> = self
+            .per_shard(
+                &self.scripts.expire_drivers,
+                due.to_vec(),
+                |d| d,
+                |d| {
+                    vec![
                         self.keys.presence(d),
                         self.keys.driver(d),
                         self.keys.driver_geo(d),
                     ]
-                })
-                .collect();
-            let mut args = vec![at.clone()];
-            args.extend(group);
-            self.run(&self.scripts.expire_drivers, keys, args)
-        });
-        let changed: Vec<String> = try_join_all(calls)
+                },
+                vec![at.clone()],
+                |d| Some(d.clone()),
+            )
             .await?
             .into_iter()
             .flat_map(strings)
@@ -444,7 +468,7 @@ impl Bindings {
 }
 
 /// A reply's string, `None` for nil or ''.
-fn text(value: &Value) -> Option<String> {
+pub(super) fn text(value: &Value) -> Option<String> {
     value.as_string().filter(|s| !s.is_empty())
 }
 

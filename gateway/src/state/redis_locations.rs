@@ -19,7 +19,7 @@ use super::{
     ActiveTrip, LocationOutcome, Position, StateError,
     geo::MAX_INDEXED_LAT,
     keys::Keys,
-    redis::{Named, by_shard},
+    redis::{Named, by_shard, text},
 };
 
 /// Reports per script call at most (keeps each call short for everything else on Redis).
@@ -240,7 +240,6 @@ fn outcome(reply: &[Value]) -> LocationOutcome {
     if reply[0].as_i64() != Some(1) {
         return LocationOutcome::RateLimited;
     }
-    let text = |v: &Value| v.as_string().filter(|s| !s.is_empty());
     LocationOutcome::Accepted {
         active_trip: text(&reply[1])
             .zip(text(&reply[2]))
