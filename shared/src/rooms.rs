@@ -4,14 +4,29 @@
 /// Every admin, dispatcher and support agent.
 pub const ADMIN_ALL: &str = "admin:all";
 
+const DRIVER: &str = "driver:";
+const PASSENGER: &str = "passenger:";
+
 /// All sockets of one driver (every session, every replica).
 pub fn driver(user_id: &str) -> String {
-    format!("driver:{user_id}")
+    format!("{DRIVER}{user_id}")
 }
 
 /// All sockets of one passenger.
 pub fn passenger(user_id: &str) -> String {
-    format!("passenger:{user_id}")
+    format!("{PASSENGER}{user_id}")
+}
+
+/// Whether `room` is a user's own room of `ns`: [`driver`] in `/drivers`, [`passenger`] in
+/// `/passengers` (the rooms whose events are kept for recovery).
+pub fn is_user_room(ns: crate::namespace::Namespace, room: &str) -> bool {
+    use crate::namespace::Namespace;
+    let prefix = match ns {
+        Namespace::Drivers => DRIVER,
+        Namespace::Passengers => PASSENGER,
+        Namespace::Admin => return false,
+    };
+    room.strip_prefix(prefix).is_some_and(|id| !id.is_empty())
 }
 
 /// All sockets opened with one session (`sid` claim = `sessions.jti`), in any namespace.
@@ -39,6 +54,17 @@ mod tests {
         assert_eq!(super::admin_org("acme"), "admin:org:acme");
         assert_eq!(super::socket("abc"), "socket:abc");
     }
+
+    #[test]
+    fn user_rooms_are_a_user_s_own_room_in_its_namespace() {
+        use crate::namespace::Namespace::*;
+        assert!(super::is_user_room(Drivers, &super::driver("d1")));
+        assert!(super::is_user_room(Passengers, &super::passenger("p1")));
+        assert!(!super::is_user_room(Drivers, &super::passenger("p1")));
+        assert!(!super::is_user_room(Passengers, "passenger:"));
+        assert!(!super::is_user_room(Passengers, &super::session("s")));
+        assert!(!super::is_user_room(Admin, super::ADMIN_ALL));
+    }
 }
 
 /// Whether `room` is of a kind the generic push endpoint may target.
@@ -46,7 +72,7 @@ pub fn is_pushable(room: &str) -> bool {
     if room == ADMIN_ALL {
         return true;
     }
-    ["driver:", "passenger:", "session:", "admin:org:"]
+    [DRIVER, PASSENGER, "session:", "admin:org:"]
         .iter()
         .any(|prefix| {
             room.strip_prefix(prefix)

@@ -21,7 +21,7 @@ use shared::{
 use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
 use super::Io;
-use crate::recovery::{UserRoom, log::RecoveryLog, resume};
+use crate::recovery::{UserRoom, log::RecoveryLog};
 use crate::telemetry::metrics::{self, DisconnectReason};
 
 /// Some replicas could not be reached (Redis down); this replica's sockets were served.
@@ -145,7 +145,7 @@ pub async fn deliver_kept<T: Serialize + ?Sized>(
     let (kept, rest): (Vec<String>, Vec<String>) = to
         .rooms()
         .into_iter()
-        .partition(|room| resume::is_user_room(ns, room));
+        .partition(|room| rooms::is_user_room(ns, room));
     let Some(log) = log.filter(|_| !kept.is_empty()) else {
         return io.deliver(to, event, data).await;
     };

@@ -8,7 +8,6 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -17,7 +16,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Entry, Offset, RecoverySettings, UserRoom};
-use crate::state::{StateError, keys::Keys, keys::room_shard, redis::Named};
+use crate::{
+    realtime::expiry::now_ms,
+    state::{StateError, keys::Keys, keys::room_shard, redis::Named},
+};
 
 #[async_trait]
 pub trait RecoveryLog: Send + Sync {
@@ -46,12 +48,6 @@ pub trait RecoveryLog: Send + Sync {
         room: &UserRoom,
         offset: Offset,
     ) -> Result<Option<Vec<Entry>>, StateError>;
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A single replica's log: a ring per room, trimmed by count and age as it is used, rooms with

@@ -37,17 +37,6 @@ pub fn user_room(ns: Namespace, user_id: &str) -> Option<UserRoom> {
     Some(UserRoom { ns, room })
 }
 
-/// Whether `room` is a user's own room of `ns` (`driver:{id}` in `/drivers`, `passenger:{id}` in
-/// `/passengers`): the rooms whose events are kept.
-pub fn is_user_room(ns: Namespace, room: &str) -> bool {
-    let prefix = match ns {
-        Namespace::Drivers => "driver:",
-        Namespace::Passengers => "passenger:",
-        Namespace::Admin => return false,
-    };
-    room.strip_prefix(prefix).is_some_and(|id| !id.is_empty())
-}
-
 /// How long a replay may wait for the log (Redis slow or down: the handshake goes on, not
 /// recovered).
 const REPLAY_BOUND: Duration = Duration::from_millis(1000);
