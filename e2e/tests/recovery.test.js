@@ -56,7 +56,7 @@ for (const mode of MODES) {
     test('recoverable events carry an offset as their last argument; hello without auth.offset has no recovered field', async () => {
       const p = await createIdentity(db, 'PASSENGER');
       const { socket, hello } = await reconnect(A, '/passengers', { token: p.token });
-      assert.equal('recovered' in hello, false);
+      assert.deepEqual(hello, { ok: true, nsp: '/passengers' }, 'as in contract.md');
       const got = new Promise((resolve) => socket.on('promo:offer', (data, offset) => resolve({ data, offset })));
       assert.equal((await push(B, [`passenger:${p.userId}`], { n: 1 })).status, 200);
       const { data, offset } = await within(got, 5000, 'the push with its offset');
@@ -118,6 +118,32 @@ for (const mode of MODES) {
       late.socket.close();
     });
 
+    test('a client with no offset yet sends "" and keeps hello\'s offset: its first drop loses nothing', async () => {
+      const p = await createIdentity(db, 'PASSENGER');
+      const other = await createIdentity(db, 'PASSENGER');
+      const first = await reconnect(A, '/passengers', { token: p.token, offset: '' });
+      assert.equal(first.hello.recovered, false);
+      assert.match(first.hello.offset, /^\d+-\d+$/);
+      first.socket.close();
+      for (let n = 1; n <= 3; n += 1) assert.equal((await push(B, [`passenger:${p.userId}`], { n })).status, 200);
+      const back = await reconnect(C, '/passengers', { token: p.token, offset: first.hello.offset });
+      assert.equal(back.hello.recovered, true);
+      assert.deepEqual(back.events.map((e) => e.args[0].n), [1, 2, 3]);
+      assert.ok(ordered([first.hello.offset, ...back.events.map(offsetOf)]));
+      // hello's offset is where the client stands: the newest it got.
+      assert.equal(back.hello.offset, offsetOf(back.events.at(-1)));
+      back.socket.close();
+      const again = await reconnect(A, '/passengers', { token: p.token, offset: back.hello.offset });
+      assert.equal(again.hello.recovered, true);
+      assert.deepEqual(again.events, []);
+      again.socket.close();
+      // Another passenger given this one's first offset: not theirs.
+      const stranger = await reconnect(B, '/passengers', { token: other.token, offset: first.hello.offset });
+      assert.equal(stranger.hello.recovered, false);
+      assert.deepEqual(stranger.events, []);
+      stranger.socket.close();
+    });
+
     test('pushes flowing from two replicas while the client reconnects to a third arrive exactly once, in order', async () => {
       const p = await createIdentity(db, 'PASSENGER');
       const s = await reconnect(A, '/passengers', { token: p.token });
@@ -149,8 +175,13 @@ for (const mode of MODES) {
       const ns = pushes.map((e) => e.args[0].n).sort((a, b) => a - b);
       assert.deepEqual(ns, Array.from({ length: TOTAL }, (_, i) => i + 1), 'each push once');
       assert.ok(ordered(pushes.map(offsetOf)), 'offsets increase');
-      const hello = events.find((e) => e.event === 'hello');
-      assert.equal(hello.args[0].recovered, true);
+      const at = events.findIndex((e) => e.event === 'hello');
+      const hello = events[at].args[0];
+      assert.equal(hello.recovered, true);
+      // hello's offset is where the client stands: the newest sent before it; all later are newer.
+      const before = events.slice(0, at).map(offsetOf);
+      assert.equal(hello.offset, before.at(-1) ?? from);
+      assert.ok(ordered([hello.offset, ...events.slice(at + 1).map(offsetOf)]), 'newer after hello');
       back.close();
     });
 
@@ -221,16 +252,20 @@ describe('recovery: expiry and a Redis that does not answer', () => {
     const replica = await startReplica({ db, redis: null, env: { RECOVERY_WINDOW_MS: '1000' } });
     try {
       const p = await createIdentity(db, 'PASSENGER');
-      const s = await reconnect(replica, '/passengers', { token: p.token });
+      const s = await reconnect(replica, '/passengers', { token: p.token, offset: '' });
+      const position = s.hello.offset;
       const got = new Promise((resolve) => s.socket.on('promo:offer', (_, offset) => resolve(offset)));
       await push(replica, [`passenger:${p.userId}`], { n: 1 });
       const offset = await within(got, 5000, 'the push');
       s.socket.close();
       await new Promise((r) => setTimeout(r, 1500));
       await push(replica, [`passenger:${p.userId}`], { n: 2 });
-      const back = await reconnect(replica, '/passengers', { token: p.token, offset });
-      assert.equal(back.hello.recovered, false);
-      back.socket.close();
+      for (const from of [offset, position]) {
+        const back = await reconnect(replica, '/passengers', { token: p.token, offset: from });
+        assert.equal(back.hello.recovered, false, from);
+        assert.deepEqual(back.events, [], from);
+        back.socket.close();
+      }
     } finally {
       await replica.stop();
     }
@@ -242,6 +277,7 @@ describe('recovery: expiry and a Redis that does not answer', () => {
       const p = await createIdentity(db, 'PASSENGER');
       const s = await reconnect(replica, '/passengers', { token: p.token, offset: '1-0' });
       assert.equal('recovered' in s.hello, false);
+      assert.equal('offset' in s.hello, false);
       const got = new Promise((resolve) => s.socket.on('promo:offer', (...args) => resolve(args)));
       await push(replica, [`passenger:${p.userId}`], { n: 1 });
       assert.deepEqual(await within(got, 5000, 'the push'), [{ n: 1 }]);
@@ -266,6 +302,7 @@ describe('recovery: expiry and a Redis that does not answer', () => {
       const started = Date.now();
       const back = await reconnect(B, '/passengers', { token: p.token, offset });
       assert.equal(back.hello.recovered, false);
+      assert.equal('offset' in back.hello, false, 'no position from a log that did not answer');
       assert.ok(Date.now() - started < 5000, `greeted in ${Date.now() - started} ms`);
       back.socket.close();
     } finally {

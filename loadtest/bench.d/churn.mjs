@@ -1,7 +1,7 @@
 // Churn (recovery issue, item 5): passengers whose connections drop every 5-15 s while pushes
 // flow to them at a steady rate, through three replicas; every client is the official
 // socket.io-client, reconnecting by itself. Four variants, one after the other: the gateway with
-// recovery (auth.offset) and without (RECOVERY_WINDOW_MS=0), Node's Socket.IO peer with its Redis
+// recovery (auth.offset, '' before the first hello gives one) and without (RECOVERY_WINDOW_MS=0), Node's Socket.IO peer with its Redis
 // adapter, and the peer with connection state recovery over @socket.io/redis-streams-adapter.
 // Measures the delivery ratio of accepted pushes, duplicates, and the reconnect time (drop to
 // `hello`). Writes loadtest/results/churn.json and prints a Markdown table.
@@ -40,13 +40,16 @@ async function run(name, { command, env }, users, db) {
   for (let i = 0; i < 3; i++) {
     replicas.push(await startReplica({ db, prefix, nodeId: `churn-${i + 1}`, command, env }));
   }
+  const gateway = command[0] === GATEWAY;
   const clients = users.map((u, i) => {
     const c = { user: u, replica: replicas[i % 3], received: new Map(), expected: new Set(), lastOffset: undefined, droppedAt: null, connectedAt: null, reconnectMs: [], handshakeMs: [], drops: 0, timer: null };
     c.socket = io(`${c.replica.url}/passengers`, {
       transports: ['websocket'],
       reconnectionDelay: 200,
       reconnectionDelayMax: 1000,
-      auth: (cb) => cb({ token: u.token, ...(c.lastOffset ? { offset: c.lastOffset } : {}) }),
+      // The gateway's clients follow docs/events.md: '' until hello gives them an offset. The
+      // peer's client must not send one of its own (socket.io-client sends its pid and offset).
+      auth: (cb) => cb({ token: u.token, ...(gateway ? { offset: c.lastOffset ?? '' } : c.lastOffset ? { offset: c.lastOffset } : {}) }),
     });
     c.socket.on('promo:offer', (data, offset) => {
       if (typeof offset === 'string') c.lastOffset = offset;
@@ -55,7 +58,8 @@ async function run(name, { command, env }, users, db) {
     c.socket.on('connect', () => {
       c.connectedAt = Date.now();
     });
-    c.socket.on('hello', () => {
+    c.socket.on('hello', (hello) => {
+      if (typeof hello?.offset === 'string') c.lastOffset = hello.offset;
       if (c.droppedAt !== null && c.connectedAt !== null) c.handshakeMs.push(Date.now() - c.connectedAt);
       if (c.droppedAt !== null) {
         c.reconnectMs.push(Date.now() - c.droppedAt);

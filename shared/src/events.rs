@@ -56,6 +56,11 @@ pub struct Hello {
     /// replayed before this `hello`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// Present with `recovered` when the log answered: the offset the client stands at now, to
+    /// send on its next reconnect if no event comes first. So a client that had none (it sent
+    /// `""`), or one whose offset was no longer kept, does not lose what follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
 }
 
 /// Payload of [`AUTH_SESSION_REVOKED`]: `{ "sid", "reason", "at" }`.

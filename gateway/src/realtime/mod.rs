@@ -65,6 +65,7 @@ use crate::{
     auth::handshake::{Gatekeeper, HandshakeError, token_from},
     config::{LifetimeSettings, ServeSettings},
     recovery::{
+        Offset,
         log::RecoveryLog,
         resume::{self, ClientOffset},
     },
@@ -445,17 +446,25 @@ async fn connected<A: Adapter>(
         }
     });
     // What the client missed, before hello (recovery.md).
-    let recovered = match (resume_from, &svc.recovery, &user_room) {
-        (Some(from), Some(log), Some(room)) => Some(resume::replay(&s, &**log, room, from).await),
-        _ => None,
+    let greet = |recovered: Option<bool>, offset: Option<Offset>| {
+        let hello = Hello {
+            ok: true,
+            nsp: s.ns().to_owned(),
+            recovered,
+            offset: offset.map(|o| o.to_string()),
+        };
+        if let Err(error) = s.emit(HELLO, &hello) {
+            tracing::warn!(socket = %s.id, %error, "cannot send hello");
+        }
     };
-    let hello = Hello {
-        ok: true,
-        nsp: s.ns().to_owned(),
-        recovered,
-    };
-    if let Err(error) = s.emit(HELLO, &hello) {
-        tracing::warn!(socket = %s.id, %error, "cannot send hello");
+    match (resume_from, &svc.recovery, &user_room) {
+        (Some(from), Some(log), Some(room)) => {
+            resume::replay(&s, &**log, room, from, |recovered, offset| {
+                greet(Some(recovered), offset)
+            })
+            .await
+        }
+        _ => greet(None, None),
     }
     if let Some(started) = started {
         metrics::handshake(ns, "ok", started);

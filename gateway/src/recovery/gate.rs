@@ -62,8 +62,15 @@ impl Gate {
         }
     }
 
-    /// Sends `replayed` (oldest first), then what was held and is newer, and opens.
-    pub fn finish(&self, replayed: Vec<Entry>, mut send: impl FnMut(&Entry)) {
+    /// Sends `replayed` (oldest first), then what was held and is newer, then `then` (given
+    /// the newest offset sent), and opens: nothing live goes out between the last of these and
+    /// `then`, so `hello` can tell the client where it stands.
+    pub fn finish(
+        &self,
+        replayed: Vec<Entry>,
+        mut send: impl FnMut(&Entry),
+        then: impl FnOnce(Option<Offset>),
+    ) {
         let mut state = self.lock();
         let mut held = state.held.take().unwrap_or_default();
         held.sort_by_key(|e| e.offset);
@@ -73,6 +80,7 @@ impl Gate {
                 send(entry);
             }
         }
+        then(state.last);
     }
 }
 
@@ -183,9 +191,11 @@ mod tests {
             gate.offer(&entry(ms), |e| out.push(e.offset.ms));
         }
         if let Some(replay) = replay {
-            gate.finish(replay.iter().map(|&ms| entry(ms)).collect(), |e| {
-                out.push(e.offset.ms)
-            });
+            gate.finish(
+                replay.iter().map(|&ms| entry(ms)).collect(),
+                |e| out.push(e.offset.ms),
+                |_| {},
+            );
         }
         out
     }
@@ -201,10 +211,14 @@ mod tests {
         assert!(sent(&gate, &[5, 6], None).is_empty());
         // Replayed 3..=5 (5 was also heard live): 3, 4, 5 from the replay, then 6 held.
         let mut out = Vec::new();
-        gate.finish(vec![entry(3), entry(4), entry(5)], |e| {
-            out.push(e.offset.ms)
-        });
+        let mut newest = None;
+        gate.finish(
+            vec![entry(3), entry(4), entry(5)],
+            |e| out.push(e.offset.ms),
+            |last| newest = last.map(|o| o.ms),
+        );
         assert_eq!(out, [3, 4, 5, 6]);
+        assert_eq!(newest, Some(6), "then is told the newest sent");
         assert_eq!(sent(&gate, &[6, 7], None), [7]);
     }
 
@@ -213,7 +227,7 @@ mod tests {
         let gate = Gate::holding();
         sent(&gate, &[9, 8], None);
         let mut out = Vec::new();
-        gate.finish(Vec::new(), |e| out.push(e.offset.ms));
+        gate.finish(Vec::new(), |e| out.push(e.offset.ms), |_| {});
         assert_eq!(out, [8, 9]);
     }
 }

@@ -15,7 +15,7 @@ use fred::{clients::Client, types::Value as RedisValue};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Entry, Offset, RecoverySettings, UserRoom};
+use super::{Entry, Offset, RecoverySettings, UserRoom, offset::room_mark};
 use crate::{
     realtime::expiry::now_ms,
     state::{StateError, keys::Keys, keys::room_shard, redis::Named},
@@ -41,13 +41,37 @@ pub trait RecoveryLog: Send + Sync {
         data: &Value,
     ) -> Result<Option<Offset>, StateError>;
 
-    /// What `room` received after `offset`, oldest first; `None` when `offset` is not kept
-    /// (expired, trimmed, never issued).
-    async fn after(
-        &self,
-        room: &UserRoom,
-        offset: Offset,
-    ) -> Result<Option<Vec<Entry>>, StateError>;
+    /// Where a socket of `room` resumes: what the room received after the client's offset
+    /// `from`, oldest first, when that offset is still kept; and the room's position now.
+    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError>;
+}
+
+/// What [`RecoveryLog::resume`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// `None` when the offset is not kept (expired, trimmed, never given for this room, or none).
+    pub missed: Option<Vec<Entry>>,
+    /// Every event the room receives from now on comes after this offset: its newest entry, or
+    /// a position ([`Offset::position`]) when it has none.
+    pub head: Offset,
+}
+
+/// Whether a position given for a room is still good, the same for both logs: given for this
+/// room, by this log (not before `since_ms`, when it started keeping), within the window (an
+/// entry kept after it would have expired by now), and nothing after it trimmed (`trimmed`).
+pub fn position_kept(
+    room: &str,
+    position: Offset,
+    since_ms: u64,
+    now_ms: u64,
+    window_ms: u64,
+    trimmed: bool,
+) -> bool {
+    position.is_position_of(room)
+        && position.ms + 1 >= since_ms
+        && position.ms < now_ms
+        && now_ms - position.ms < window_ms
+        && !trimmed
 }
 
 /// A single replica's log: a ring per room, trimmed by count and age as it is used, rooms with
@@ -58,13 +82,34 @@ pub struct MemoryLog {
     feed: mpsc::UnboundedSender<Entry>,
 }
 
-#[derive(Default)]
 struct Rings {
-    rooms: HashMap<String, VecDeque<Entry>>,
+    rooms: HashMap<String, Ring>,
     /// Once-markers (`append_once`), by room and key, with when they lapse (ms).
     once: HashMap<(String, String), u64>,
     last: Option<Offset>,
     appends: u64,
+    /// When this log started keeping (ms): positions given before were another log's.
+    since_ms: u64,
+}
+
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<Entry>,
+    /// The newest entry trimmed away.
+    trimmed: Option<Offset>,
+}
+
+impl Ring {
+    fn trim(&mut self, max: usize, oldest_ms: u64) {
+        while self.entries.len() > max
+            || self
+                .entries
+                .front()
+                .is_some_and(|e| e.offset.ms < oldest_ms)
+        {
+            self.trimmed = self.entries.pop_front().map(|e| e.offset);
+        }
+    }
 }
 
 /// Rooms are reaped once per this many appends.
@@ -76,7 +121,13 @@ impl MemoryLog {
         let (feed, entries) = mpsc::unbounded_channel();
         let log = Self {
             settings,
-            inner: Mutex::new(Rings::default()),
+            inner: Mutex::new(Rings {
+                rooms: HashMap::new(),
+                once: HashMap::new(),
+                last: None,
+                appends: 0,
+                since_ms: now_ms(),
+            }),
             feed,
         };
         (log, entries)
@@ -98,12 +149,6 @@ impl MemoryLog {
     }
 }
 
-fn trim(ring: &mut VecDeque<Entry>, max: usize, oldest_ms: u64) {
-    while ring.len() > max || ring.front().is_some_and(|e| e.offset.ms < oldest_ms) {
-        ring.pop_front();
-    }
-}
-
 #[async_trait]
 impl RecoveryLog for MemoryLog {
     async fn append(
@@ -112,9 +157,11 @@ impl RecoveryLog for MemoryLog {
         event: &str,
         data: &Value,
     ) -> Result<Offset, StateError> {
+        let mut rings = self.lock();
+        // The clock is read under the lock, as in `resume`: a position read there comes before
+        // every offset given after it.
         let now = now_ms();
         let oldest = self.expired_before(now);
-        let mut rings = self.lock();
         let offset = rings
             .last
             .map_or(Offset { ms: now, seq: 0 }, |o| o.next(now));
@@ -127,13 +174,14 @@ impl RecoveryLog for MemoryLog {
             offset,
         };
         let ring = rings.rooms.entry(room.room.clone()).or_default();
-        ring.push_back(entry.clone());
-        trim(ring, self.settings.max_events, oldest);
+        ring.entries.push_back(entry.clone());
+        ring.trim(self.settings.max_events, oldest);
         rings.appends += 1;
         if rings.appends.is_multiple_of(REAP_EVERY) {
+            // A reaped room's entries all expired: a position before them is out of the window.
             rings.rooms.retain(|_, ring| {
-                trim(ring, usize::MAX, oldest);
-                !ring.is_empty()
+                ring.trim(usize::MAX, oldest);
+                !ring.entries.is_empty()
             });
             rings.once.retain(|_, lapses| *lapses > now);
         }
@@ -164,21 +212,38 @@ impl RecoveryLog for MemoryLog {
         self.append(room, event, data).await.map(Some)
     }
 
-    async fn after(
-        &self,
-        room: &UserRoom,
-        offset: Offset,
-    ) -> Result<Option<Vec<Entry>>, StateError> {
-        let oldest = self.expired_before(now_ms());
+    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
         let mut rings = self.lock();
-        let Some(ring) = rings.rooms.get_mut(&room.room) else {
-            return Ok(None);
+        let now = now_ms();
+        let oldest = self.expired_before(now);
+        let since_ms = rings.since_ms;
+        let window_ms = self.settings.window.as_millis() as u64;
+        let empty = Ring::default();
+        let ring = match rings.rooms.get_mut(&room.room) {
+            Some(ring) => {
+                ring.trim(self.settings.max_events, oldest);
+                &*ring
+            }
+            None => &empty,
         };
-        trim(ring, self.settings.max_events, oldest);
-        let Some(at) = ring.iter().position(|e| e.offset == offset) else {
-            return Ok(None);
+        let after = |from: Offset| -> Vec<Entry> {
+            ring.entries
+                .iter()
+                .filter(|e| e.offset > from)
+                .cloned()
+                .collect()
         };
-        Ok(Some(ring.iter().skip(at + 1).cloned().collect()))
+        let missed = from.and_then(|from| {
+            let entry = ring.entries.iter().any(|e| e.offset == from);
+            let trimmed = ring.trimmed.is_some_and(|t| t > from);
+            (entry || position_kept(&room.room, from, since_ms, now, window_ms, trimmed))
+                .then(|| after(from))
+        });
+        let head = ring
+            .entries
+            .back()
+            .map_or_else(|| Offset::position(&room.room, now), |e| e.offset);
+        Ok(Resume { missed, head })
     }
 }
 
@@ -189,7 +254,7 @@ pub struct RedisLog {
     keys: Keys,
     settings: RecoverySettings,
     append: Named,
-    after: Named,
+    resume: Named,
 }
 
 impl RedisLog {
@@ -202,9 +267,9 @@ impl RedisLog {
                 "recovery_append",
                 include_str!("../state/lua/recovery_append.lua"),
             ),
-            after: Named::new(
-                "recovery_after",
-                include_str!("../state/lua/recovery_after.lua"),
+            resume: Named::new(
+                "recovery_resume",
+                include_str!("../state/lua/recovery_resume.lua"),
             ),
         }
     }
@@ -271,40 +336,57 @@ impl RecoveryLog for RedisLog {
         self.keep(room, Some(once), event, data).await
     }
 
-    async fn after(
-        &self,
-        room: &UserRoom,
-        offset: Offset,
-    ) -> Result<Option<Vec<Entry>>, StateError> {
+    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
         let reply = self
-            .after
+            .resume
             .run(
                 &self.client,
-                vec![self.keys.recovery_stream(&room.room)],
-                vec![offset.to_string(), self.settings.max_events.to_string()],
+                vec![
+                    self.keys.recovery_stream(&room.room),
+                    self.keys.recovery_since(room_shard(&room.room)),
+                ],
+                vec![
+                    from.map(|o| o.to_string()).unwrap_or_default(),
+                    self.settings.max_events.to_string(),
+                    self.settings.window.as_millis().to_string(),
+                    room_mark(&room.room).to_string(),
+                ],
             )
             .await?
             .into_array();
-        if reply.first().and_then(RedisValue::as_i64) != Some(1) {
-            return Ok(None);
+        let text = |v: &RedisValue| v.as_string().unwrap_or_default();
+        let offset = |v: &RedisValue| {
+            text(v)
+                .parse::<Offset>()
+                .map_err(|_| StateError::Data("a stream id that is not an offset".into()))
+        };
+        let (Some(head), Some(kept)) = (reply.first(), reply.get(1).and_then(RedisValue::as_i64))
+        else {
+            return Err(StateError::Data(
+                "recovery_resume answered without a head".into(),
+            ));
+        };
+        let head = offset(head)?;
+        if kept != 1 {
+            return Ok(Resume { missed: None, head });
         }
-        reply[1..]
+        let missed = reply[2..]
             .chunks_exact(3)
             .map(|e| {
-                let text = |v: &RedisValue| v.as_string().unwrap_or_default();
                 Ok(Entry {
                     ns: room.ns.path().to_owned(),
                     room: room.room.clone(),
-                    offset: text(&e[0]).parse().map_err(|_| {
-                        StateError::Data("a stream id that is not an offset".into())
-                    })?,
+                    offset: offset(&e[0])?,
                     event: text(&e[1]),
                     data: serde_json::from_str(&text(&e[2]))
                         .map_err(|e| StateError::Data(e.to_string()))?,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(Resume {
+            missed: Some(missed),
+            head,
+        })
     }
 }
 
@@ -344,11 +426,17 @@ mod tests {
         }
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
         // Three kept: the first was trimmed, so its offset recovers nothing.
-        assert_eq!(log.after(&room("a"), offsets[0]).await.expect("read"), None);
+        let resumed = log
+            .resume(&room("a"), Some(offsets[0]))
+            .await
+            .expect("read");
+        assert_eq!(resumed.missed, None);
+        assert_eq!(resumed.head, offsets[3], "the head is the newest entry");
         let missed = log
-            .after(&room("a"), offsets[1])
+            .resume(&room("a"), Some(offsets[1]))
             .await
             .expect("read")
+            .missed
             .expect("kept");
         assert_eq!(
             missed
@@ -358,13 +446,63 @@ mod tests {
             [json!(2), json!(3)]
         );
         assert_eq!(
-            log.after(&room("b"), offsets[1]).await.expect("read"),
+            log.resume(&room("b"), Some(offsets[1]))
+                .await
+                .expect("read")
+                .missed,
             None,
             "another room"
         );
         for offset in &offsets {
             assert_eq!(feed.recv().await.expect("fed").offset, *offset);
         }
+    }
+
+    async fn missed(log: &MemoryLog, room: &UserRoom, from: Offset) -> Option<Vec<Value>> {
+        let resumed = log.resume(room, Some(from)).await.expect("read");
+        resumed
+            .missed
+            .map(|m| m.into_iter().map(|e| e.data).collect())
+    }
+
+    #[tokio::test]
+    async fn a_position_given_before_any_event_recovers_what_follows_it() {
+        let (log, _feed) = log(60_000, 3);
+        let position = log.resume(&room("a"), None).await.expect("read").head;
+        assert!(position.is_position_of("passenger:a"));
+        assert_eq!(missed(&log, &room("a"), position).await, Some(vec![]));
+        log.append(&room("a"), "e", &json!(1))
+            .await
+            .expect("append");
+        log.append(&room("a"), "e", &json!(2))
+            .await
+            .expect("append");
+        assert_eq!(
+            missed(&log, &room("a"), position).await,
+            Some(vec![json!(1), json!(2)])
+        );
+        // Not another room's, nor one after which an event was trimmed.
+        assert_eq!(missed(&log, &room("b"), position).await, None);
+        for n in 3..=4 {
+            log.append(&room("a"), "e", &json!(n))
+                .await
+                .expect("append");
+        }
+        assert_eq!(missed(&log, &room("a"), position).await, None, "1 trimmed");
+    }
+
+    #[tokio::test]
+    async fn a_position_is_refused_once_out_of_the_window_or_from_another_log() {
+        let (log, _feed) = log(50, 10);
+        let position = log.resume(&room("a"), None).await.expect("read").head;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(missed(&log, &room("a"), position).await, None, "expired");
+        // A replica restarted: what it kept is gone, so its positions are refused.
+        let (before, _feed) = super::tests::log(60_000, 10);
+        let position = before.resume(&room("a"), None).await.expect("read").head;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (restarted, _feed) = super::tests::log(60_000, 10);
+        assert_eq!(missed(&restarted, &room("a"), position).await, None);
     }
 
     #[tokio::test]

@@ -1,5 +1,11 @@
 //! Offsets: Redis stream entry ids (`<ms>-<seq>`), increasing per room. The memory log makes
 //! them the same way, so clients see one format. Clients treat them as opaque strings.
+//!
+//! A room with nothing kept has no entry to point at, so `hello` gives its sockets a *position*
+//! instead ([`Offset::position`]): an offset just before the moment it was read, whose sequence
+//! number is the room's mark. No entry has such a sequence number (entries number from 0 within
+//! a millisecond), so a position is never mistaken for an entry, and one read for another
+//! user's room is not this room's.
 
 use std::{fmt, str::FromStr};
 
@@ -22,6 +28,31 @@ impl Offset {
                 seq: self.seq + 1,
             }
         }
+    }
+}
+
+/// The sequence number of a room's positions: the FNV-1a hash of the room's name, above every
+/// sequence number a stream gives its entries.
+pub fn room_mark(room: &str) -> u64 {
+    let hash = room.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (1 << 32) | u64::from(hash)
+}
+
+impl Offset {
+    /// The position of `room` at `now_ms` when it has nothing kept: every event appended from
+    /// `now_ms` on comes after it.
+    pub fn position(room: &str, now_ms: u64) -> Self {
+        Self {
+            ms: now_ms.saturating_sub(1),
+            seq: room_mark(room),
+        }
+    }
+
+    /// Whether this is a position given for `room` (not an entry, not another room's).
+    pub fn is_position_of(&self, room: &str) -> bool {
+        self.seq == room_mark(room)
     }
 }
 
@@ -102,6 +133,17 @@ mod tests {
         assert_eq!(o.next(11), Offset { ms: 11, seq: 0 });
         assert_eq!(o.next(10), Offset { ms: 10, seq: 5 });
         assert_eq!(o.next(3), Offset { ms: 10, seq: 5 });
+    }
+
+    #[test]
+    fn positions_belong_to_their_room_and_precede_what_follows() {
+        let p = Offset::position("passenger:p1", 1_000);
+        assert!(p.is_position_of("passenger:p1"));
+        assert!(!p.is_position_of("passenger:p2"));
+        assert!(!Offset { ms: 999, seq: 0 }.is_position_of("passenger:p1"));
+        // The first entry of the same millisecond, and every later one, come after it.
+        assert!(p < Offset { ms: 1_000, seq: 0 });
+        assert_eq!(p.to_string().parse::<Offset>(), Ok(p));
     }
 
     proptest! {

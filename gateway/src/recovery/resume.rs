@@ -54,37 +54,47 @@ pub fn admit<A: Adapter>(s: &SocketRef<A>, enabled: bool) -> Option<ClientOffset
     wanted
 }
 
-/// Sends what `room` received after the client's offset, then what arrived meanwhile, and opens
-/// the gate. Returns whether the client's offset was still kept (`hello.recovered`).
+/// Sends what `room` received after the client's offset, then what arrived meanwhile, then
+/// `greet`s (`hello`) and opens the gate. `greet` is told whether the client's offset was still
+/// kept (`hello.recovered`) and the offset the client stands at now (`hello.offset`: `None` when
+/// the log did not answer), before any later event can reach the socket.
 pub async fn replay<A: Adapter>(
     s: &SocketRef<A>,
     log: &dyn RecoveryLog,
     room: &UserRoom,
     from: ClientOffset,
-) -> bool {
+    greet: impl FnOnce(bool, Option<Offset>),
+) {
     let Some(gate) = s.extensions.get::<Arc<Gate>>() else {
-        return false;
+        return greet(false, None);
     };
-    let missed = match from.0 {
-        Err(Malformed) => None,
-        Ok(offset) => match tokio::time::timeout(REPLAY_BOUND, log.after(room, offset)).await {
-            Ok(Ok(missed)) => missed,
-            Ok(Err(error)) => {
-                metrics::redis_error("recovery_replay");
-                tracing::warn!(%error, socket = %s.id, "replay unavailable: not recovered");
-                None
-            }
-            Err(_) => {
-                metrics::redis_error("recovery_replay");
-                tracing::warn!(socket = %s.id, "replay timed out: not recovered");
-                None
-            }
-        },
+    let resumed = match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from.0.ok())).await {
+        Ok(Ok(resumed)) => Some(resumed),
+        Ok(Err(error)) => {
+            metrics::redis_error("recovery_replay");
+            tracing::warn!(%error, socket = %s.id, "replay unavailable: not recovered");
+            None
+        }
+        Err(_) => {
+            metrics::redis_error("recovery_replay");
+            tracing::warn!(socket = %s.id, "replay timed out: not recovered");
+            None
+        }
     };
+    let (missed, head) = resumed.map_or((None, None), |r| (r.missed, Some(r.head)));
     let recovered = missed.is_some();
     let replayed = missed.as_ref().map_or(0, Vec::len);
-    gate.finish(missed.unwrap_or_default(), |entry| gate::send(s, entry));
+    gate.finish(
+        missed.unwrap_or_default(),
+        |entry| gate::send(s, entry),
+        // Sent entries and the head alike: the newer.
+        |last| {
+            greet(
+                recovered,
+                head.map(|head| last.map_or(head, |l| l.max(head))),
+            )
+        },
+    );
     metrics::recovery(room.ns, recovered, replayed);
     tracing::debug!(socket = %s.id, recovered, replayed, "replayed missed events");
-    recovered
 }

@@ -27,6 +27,7 @@
 //! | `{p}:user-sockets:{ns}:{user}` | sorted set | a user's sockets by opening time (`MAX_SOCKETS_PER_USER`) |
 //! | `{p}:handshakes:{user}` | string | a user's handshakes in the window (`HANDSHAKE_RATE_PER_USER`) |
 //! | `{p}:{rN}:recovery:{room}` | stream | a user room's recoverable events, capped and expiring (recovery.md) |
+//! | `{p}:{rN}:recovery-since` | string | when shard N started keeping (ms); never expires, so a Redis that lost its data is noticed |
 //! | `{p}:{rN}:recovery` | shard channel | the recoverable events of the rooms of shard N, as appended |
 //! | `{p}:auth-events` | channel | auth events from the auth service and the replicas |
 //! | `{p}:socket.io…` | shard channels | the Socket.IO adapter's (named by socketioxide-redis from this prefix) |
@@ -167,6 +168,11 @@ impl Keys {
         ])
     }
 
+    /// When recovery shard `shard` started keeping (ms): positions given before it are refused.
+    pub fn recovery_since(&self, shard: u32) -> String {
+        self.key(&[&format!("{{r{shard}}}"), "recovery-since"])
+    }
+
     /// The channel the events of the rooms of recovery shard `shard` are published on.
     pub fn recovery_channel(&self, shard: u32) -> String {
         self.key(&[&format!("{{r{shard}}}"), "recovery"])
@@ -246,6 +252,7 @@ mod tests {
             )
         );
         assert_eq!(k.recovery_channel(3), "gw:{r3}:recovery");
+        assert_eq!(k.recovery_since(3), "gw:{r3}:recovery-since");
         assert_eq!(
             slot(&k.recovery_once("driver:d1", "revoked:s1")),
             slot(&k.recovery_stream("driver:d1"))
@@ -276,6 +283,8 @@ mod tests {
         for room in ["driver:d1", "passenger:p-9", "passenger:{x}"] {
             let channel = k.recovery_channel(room_shard(room));
             assert_eq!(slot(&k.recovery_stream(room)), slot(&channel), "{room}");
+            let since = k.recovery_since(room_shard(room));
+            assert_eq!(slot(&k.recovery_stream(room)), slot(&since), "{room}");
         }
         let s = slot(&k.leases());
         for key in [

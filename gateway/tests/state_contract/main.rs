@@ -3,6 +3,7 @@
 //! same, Lua reply parsing included. Cases about several replicas sharing state run where
 //! replicas can share it (Redis, Cluster).
 
+mod recovery;
 mod topology;
 
 use std::time::{Duration, Instant};

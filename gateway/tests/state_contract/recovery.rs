@@ -1,0 +1,190 @@
+//! The `RecoveryLog` contract, on the same three stores: offsets and positions are kept, refused
+//! and replayed alike in memory, on one Redis and on a Redis Cluster (recovery.md).
+
+use std::time::Duration;
+
+use fred::interfaces::KeysInterface;
+use gateway::{
+    recovery::{
+        Offset, RecoverySettings, UserRoom,
+        log::{MemoryLog, RecoveryLog, Resume},
+    },
+    state::{
+        StateError,
+        keys::{Keys, room_shard},
+    },
+};
+use serde_json::{Value, json};
+use shared::namespace::Namespace;
+
+use super::topology::{Topology, World};
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Memory).await).await.expect("log calls succeed") })* }
+        mod redis { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Redis).await).await.expect("log calls succeed") })* }
+        mod cluster { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Cluster).await).await.expect("log calls succeed") })* }
+    };
+}
+
+contract!(
+    events_after_a_kept_offset_are_replayed_in_order,
+    a_position_recovers_what_follows_it_in_its_room_only,
+    a_position_after_which_an_event_was_trimmed_is_refused,
+    a_position_out_of_the_window_is_refused,
+    a_position_from_a_store_that_lost_its_data_is_refused,
+);
+
+/// A log as a replica holds it, and what keeps it running (the memory log's feed).
+struct Log {
+    log: Box<dyn RecoveryLog>,
+    _feed: Option<tokio::sync::mpsc::UnboundedReceiver<gateway::recovery::Entry>>,
+}
+
+fn log(world: &World, window_ms: u64, max_events: usize) -> Log {
+    let settings = RecoverySettings {
+        window: Duration::from_millis(window_ms),
+        max_events,
+    };
+    match &world.client {
+        None => {
+            let (log, feed) = MemoryLog::new(settings);
+            Log {
+                log: Box::new(log),
+                _feed: Some(feed),
+            }
+        }
+        Some(client) => Log {
+            log: Box::new(gateway::recovery::log::RedisLog::new(
+                client.clone(),
+                Keys::new(&world.prefix),
+                settings,
+            )),
+            _feed: None,
+        },
+    }
+}
+
+fn room(world: &World, name: &str) -> UserRoom {
+    UserRoom {
+        ns: Namespace::Passengers,
+        room: format!("passenger:{}-{name}", &world.prefix[9..17]),
+    }
+}
+
+async fn append(log: &Log, room: &UserRoom, n: u32) -> Result<Offset, StateError> {
+    log.log
+        .append(room, "promo:offer", &json!({ "n": n }))
+        .await
+}
+
+/// What resuming from `from` replays (the `n`s), or `None` when `from` is not kept.
+async fn replayed(
+    log: &Log,
+    room: &UserRoom,
+    from: Offset,
+) -> Result<Option<Vec<Value>>, StateError> {
+    let Resume { missed, .. } = log.log.resume(room, Some(from)).await?;
+    Ok(missed.map(|m| m.into_iter().map(|e| e.data["n"].clone()).collect()))
+}
+
+async fn events_after_a_kept_offset_are_replayed_in_order(world: World) -> Result<(), StateError> {
+    let log = log(&world, 60_000, 3);
+    let a = room(&world, "a");
+    let mut offsets = Vec::new();
+    for n in 0..4 {
+        offsets.push(append(&log, &a, n).await?);
+    }
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert_eq!(
+        replayed(&log, &a, offsets[1]).await?,
+        Some(vec![json!(2), json!(3)])
+    );
+    assert_eq!(
+        replayed(&log, &a, offsets[3]).await?,
+        Some(vec![]),
+        "up to date"
+    );
+    assert_eq!(replayed(&log, &a, offsets[0]).await?, None, "trimmed");
+    let resumed = log.log.resume(&a, None).await?;
+    assert_eq!((resumed.missed, resumed.head), (None, offsets[3]));
+    assert_eq!(
+        replayed(&log, &room(&world, "b"), offsets[1]).await?,
+        None,
+        "another room"
+    );
+    Ok(())
+}
+
+async fn a_position_recovers_what_follows_it_in_its_room_only(
+    world: World,
+) -> Result<(), StateError> {
+    let log = log(&world, 60_000, 10);
+    let (a, b) = (room(&world, "a"), room(&world, "b"));
+    let position = log.log.resume(&a, None).await?.head;
+    assert!(position.is_position_of(&a.room), "{position}");
+    assert_eq!(replayed(&log, &a, position).await?, Some(vec![]));
+    let first = append(&log, &a, 1).await?;
+    assert!(position < first, "{position} < {first}");
+    append(&log, &a, 2).await?;
+    assert_eq!(
+        replayed(&log, &a, position).await?,
+        Some(vec![json!(1), json!(2)])
+    );
+    // Another user's position, or this one's in another room: not theirs.
+    let theirs = log.log.resume(&b, None).await?.head;
+    assert_eq!(replayed(&log, &a, theirs).await?, None);
+    assert_eq!(replayed(&log, &b, position).await?, None);
+    Ok(())
+}
+
+async fn a_position_after_which_an_event_was_trimmed_is_refused(
+    world: World,
+) -> Result<(), StateError> {
+    let log = log(&world, 60_000, 2);
+    let a = room(&world, "a");
+    let position = log.log.resume(&a, None).await?.head;
+    append(&log, &a, 1).await?;
+    append(&log, &a, 2).await?;
+    assert_eq!(
+        replayed(&log, &a, position).await?,
+        Some(vec![json!(1), json!(2)])
+    );
+    append(&log, &a, 3).await?;
+    assert_eq!(replayed(&log, &a, position).await?, None, "1 was trimmed");
+    Ok(())
+}
+
+async fn a_position_out_of_the_window_is_refused(world: World) -> Result<(), StateError> {
+    let log = log(&world, 300, 10);
+    let a = room(&world, "a");
+    let position = log.log.resume(&a, None).await?.head;
+    assert_eq!(replayed(&log, &a, position).await?, Some(vec![]));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // An event kept after it could have expired since.
+    assert_eq!(replayed(&log, &a, position).await?, None);
+    Ok(())
+}
+
+async fn a_position_from_a_store_that_lost_its_data_is_refused(
+    world: World,
+) -> Result<(), StateError> {
+    let before = log(&world, 60_000, 10);
+    let a = room(&world, "a");
+    let position = before.log.resume(&a, None).await?.head;
+    append(&before, &a, 1).await?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Redis restarted empty (this test's keys deleted), or the single replica restarted.
+    let after = match (&world.client, world.topology) {
+        (Some(client), Topology::Redis | Topology::Cluster) => {
+            let keys = Keys::new(&world.prefix);
+            let _: i64 = client.del(keys.recovery_stream(&a.room)).await?;
+            let _: i64 = client.del(keys.recovery_since(room_shard(&a.room))).await?;
+            before
+        }
+        _ => log(&world, 60_000, 10),
+    };
+    append(&after, &a, 2).await?;
+    assert_eq!(replayed(&after, &a, position).await?, None, "1 was lost");
+    Ok(())
+}
