@@ -5,7 +5,8 @@
 // adapter, and the peer with connection state recovery over @socket.io/redis-streams-adapter.
 // Measures the delivery ratio of accepted pushes, duplicates, and the reconnect time (drop to
 // `hello`). Writes loadtest/results/churn.json and prints a Markdown table.
-//   node loadtest/bench.d/churn.mjs     (PASSENGERS=300, RATE=100 pushes/s, SECS=120)
+//   node loadtest/bench.d/churn.mjs     (PASSENGERS=300, RATE=100 pushes/s, SECS=120, VARIANTS=a,b
+//                                        to run some, OUT=churn.json in loadtest/results)
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -174,7 +175,7 @@ for (const [name, variant] of Object.entries(variants)) {
 await db.drop();
 const machine = { cpus: os.cpus().length, model: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30) };
 mkdirSync(path.join(root, 'loadtest/results'), { recursive: true });
-writeFileSync(path.join(root, 'loadtest/results/churn.json'), JSON.stringify({ machine, passengers: PASSENGERS, rate: RATE, secs: SECS, runs }, null, 2));
+writeFileSync(path.join(root, 'loadtest/results', process.env.OUT ?? 'churn.json'), JSON.stringify({ machine, passengers: PASSENGERS, rate: RATE, secs: SECS, runs }, null, 2));
 const pct = (x) => (x === null ? 'n/a' : `${(100 * x).toFixed(2)}%`);
 console.log(`| ${PASSENGERS} passengers dropping every 5-15 s, ${RATE} pushes/s for ${SECS} s, 3 replicas | delivered / accepted | delivery ratio | duplicates | drops | reconnect, drop to hello: p50 / p99 | connect to hello: p50 / p99 |`);
 console.log('|---|---|---|---|---|---|---|');
