@@ -11,19 +11,35 @@ use super::{
     Offset, UserRoom,
     gate::{self, Gate},
     log::RecoveryLog,
-    offset::Malformed,
 };
 use crate::telemetry::metrics;
 
 /// What the client sent as `auth.offset`, kept from the handshake to the connect handler.
-#[derive(Debug, Clone)]
-pub struct ClientOffset(pub Result<Offset, Malformed>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOffset {
+    /// `""`: a client with no offset yet asks where it stands (docs/events.md). Not recovered,
+    /// like any offset that is not one, but counted apart.
+    Empty,
+    Given(Offset),
+    Malformed,
+}
 
 impl ClientOffset {
     /// `None` when the handshake's `auth` has no `offset`; a non-string offset is malformed.
     pub fn from_auth(auth: Option<&Value>) -> Option<Self> {
         let offset = auth?.get("offset")?;
-        Some(Self(offset.as_str().ok_or(Malformed).and_then(str::parse)))
+        Some(match offset.as_str() {
+            Some("") => Self::Empty,
+            Some(text) => text.parse().map_or(Self::Malformed, Self::Given),
+            None => Self::Malformed,
+        })
+    }
+
+    fn offset(&self) -> Option<Offset> {
+        match self {
+            Self::Given(offset) => Some(*offset),
+            Self::Empty | Self::Malformed => None,
+        }
     }
 }
 
@@ -68,7 +84,7 @@ pub async fn replay<A: Adapter>(
     let Some(gate) = s.extensions.get::<Arc<Gate>>() else {
         return greet(false, None);
     };
-    let resumed = match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from.0.ok())).await {
+    let resumed = match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from.offset())).await {
         Ok(Ok(resumed)) => Some(resumed),
         Ok(Err(error)) => {
             metrics::redis_error("recovery_replay");
@@ -95,6 +111,31 @@ pub async fn replay<A: Adapter>(
             )
         },
     );
-    metrics::recovery(room.ns, recovered, replayed);
+    metrics::recovery(room.ns, recovered, from == ClientOffset::Empty, replayed);
     tracing::debug!(socket = %s.id, recovered, replayed, "replayed missed events");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn auth_offsets_are_given_empty_malformed_or_absent() {
+        let read = |auth: Value| ClientOffset::from_auth(Some(&auth));
+        assert_eq!(
+            read(json!({ "offset": "17-2" })),
+            Some(ClientOffset::Given(Offset { ms: 17, seq: 2 }))
+        );
+        assert_eq!(read(json!({ "offset": "" })), Some(ClientOffset::Empty));
+        for bad in [json!("x-1"), json!(42), json!(null), json!({})] {
+            assert_eq!(
+                read(json!({ "offset": bad })),
+                Some(ClientOffset::Malformed)
+            );
+        }
+        assert_eq!(read(json!({ "token": "t" })), None);
+        assert_eq!(ClientOffset::from_auth(None), None);
+    }
 }

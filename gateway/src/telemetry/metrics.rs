@@ -292,12 +292,12 @@ pub fn recovery_feed_lagged(lost: u64) {
     counter!("gateway_adapter_messages_lost_total", "reason" => "recovery_lagged").increment(lost);
 }
 
-/// A reconnecting socket's replay (recovery.md).
-pub fn recovery(ns: Namespace, recovered: bool, replayed: usize) {
-    let outcome = if recovered {
-        "recovered"
-    } else {
-        "not_recovered"
+/// A socket's replay (recovery.md); `first`: the client had no offset yet (`""`).
+pub fn recovery(ns: Namespace, recovered: bool, first: bool, replayed: usize) {
+    let outcome = match (recovered, first) {
+        (true, _) => "recovered",
+        (false, true) => "first",
+        (false, false) => "not_recovered",
     };
     counter!("gateway_recoveries_total", "namespace" => namespace(ns), "outcome" => outcome)
         .increment(1);
