@@ -23,7 +23,8 @@ cargo test --workspace --locked
 
 [ -d e2e/node_modules ] || (cd e2e && npm ci --no-audit --no-fund)
 [ -d loadtest/peers/node-socketio/node_modules ] || (cd loadtest/peers/node-socketio && npm ci --no-audit --no-fund)
-# The k6 scenarios' Socket.IO framing against a live replica, and the Node reference peer.
+# The k6 scenarios, run by k6 itself in tiny runs, and their Socket.IO framing against a live
+# replica; the Node reference peer.
 node --test loadtest/k6/test/
 (cd loadtest/peers/node-socketio && node --test test/)
 (cd e2e && npm test)

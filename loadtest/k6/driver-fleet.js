@@ -14,17 +14,17 @@
 //                           resolved from this script's directory); one driver per token, so give
 //                           at least DRIVERS tokens (VUs beyond that share a driver's rate limit)
 //      DRIVERS (100)        concurrent drivers at the plateau
-//      RAMP (1m), HOLD (5m) ramp-up, then time at the plateau
+//      RAMP (1m), HOLD (5m), RAMP_DOWN (30s) ramp-up, time at the plateau, ramp-down
 //      SESSION_S (120)      how long one connection lives before the app reconnects
 //      RATE_HZ (1)          updates per second per driver (the gateway accepts LOCATION_RATE_PER_S, 10)
 //      CENTER_LAT (52.52), CENTER_LNG (13.405), ACK_TIMEOUT_MS (5000), HANDSHAKE_TIMEOUT_MS (10000)
 //
 // Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e TOKENS_FILE=tokens.txt loadtest/k6/driver-fleet.js
 import ws from 'k6/ws';
-import { check } from 'k6';
+import { check, sleep } from 'k6';
 import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { Session, wsUrl } from './lib/socketio.js';
+import { Session, reconnectDelayMs, wsUrl } from './lib/socketio.js';
 
 const NSP = '/drivers';
 const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
@@ -58,7 +58,7 @@ export const options = {
       stages: [
         { target: DRIVERS, duration: __ENV.RAMP || '1m' },
         { target: DRIVERS, duration: __ENV.HOLD || '5m' },
-        { target: 0, duration: '30s' },
+        { target: 0, duration: __ENV.RAMP_DOWN || '30s' },
       ],
       gracefulRampDown: '10s',
     },
@@ -92,6 +92,7 @@ export default function () {
   let openedAt = 0;
   let greeted = false;
   let sending = false;
+  let dropped = false;
 
   const res = ws.connect(SOCKET_URL, null, (socket) => {
     const session = new Session(NSP, { token }, (m) => socket.send(m));
@@ -120,7 +121,10 @@ export default function () {
       }
     });
     socket.on('close', () => {
-      if (sending) droppedConnections.add(1);
+      if (sending) {
+        dropped = true;
+        droppedConnections.add(1);
+      }
       sending = false;
       lost(session.expire(0)); // whatever is still unanswered
     });
@@ -146,4 +150,14 @@ export default function () {
 
   check(res, { 'upgraded (101)': (r) => r && r.status === 101 });
   handshakeErrors.add(!greeted);
+  backOff(greeted && !dropped);
+}
+
+// Failed or dropped connections in a row, this VU's (k6 keeps module state per VU).
+let failures = 0;
+
+/** Waits as socket.io-client would before the next connection when this one failed. */
+function backOff(succeeded) {
+  failures = succeeded ? 0 : failures + 1;
+  if (failures > 0) sleep(reconnectDelayMs(failures, Math.random()) / 1000);
 }

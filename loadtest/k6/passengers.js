@@ -13,7 +13,7 @@
 // Env  GATEWAY_URL            public http base (default http://localhost:3000)
 //      TOKENS_FILE            PASSENGER tokens, one per line (default tokens.txt; a relative path
 //                             is resolved from this script's directory)
-//      PASSENGERS (100)       concurrent passengers; RAMP (1m), HOLD (5m); SESSION_S (300)
+//      PASSENGERS (100)       concurrent passengers; RAMP (1m), HOLD (5m), RAMP_DOWN (30s); SESSION_S (300)
 //      TRIPS_FILE, INTERNAL_URL, INTERNAL_API_TOKEN   optional: `tripId,passengerId,driverId` lines;
 //                             setup() posts DRIVER_ASSIGNED for each, so the drivers' positions are
 //                             forwarded to the passengers (a repeat is answered as a duplicate)
@@ -21,10 +21,10 @@
 // Example  k6 run -e GATEWAY_URL=http://localhost:3000 -e TOKENS_FILE=passenger-tokens.txt loadtest/k6/passengers.js
 import ws from 'k6/ws';
 import http from 'k6/http';
-import { check } from 'k6';
+import { check, sleep } from 'k6';
 import { SharedArray } from 'k6/data';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { Session, wsUrl } from './lib/socketio.js';
+import { Session, reconnectDelayMs, wsUrl } from './lib/socketio.js';
 
 const NSP = '/passengers';
 const SOCKET_URL = wsUrl(__ENV.GATEWAY_URL || 'http://localhost:3000');
@@ -55,7 +55,7 @@ export const options = {
       stages: [
         { target: PASSENGERS, duration: __ENV.RAMP || '1m' },
         { target: PASSENGERS, duration: __ENV.HOLD || '5m' },
-        { target: 0, duration: '30s' },
+        { target: 0, duration: __ENV.RAMP_DOWN || '30s' },
       ],
       gracefulRampDown: '5s',
     },
@@ -89,6 +89,7 @@ export default function () {
   let openedAt = 0;
   let greeted = false;
   let leaving = false;
+  let dropped = false;
 
   const res = ws.connect(SOCKET_URL, null, (socket) => {
     const session = new Session(NSP, { token }, (m) => socket.send(m));
@@ -113,7 +114,10 @@ export default function () {
       }
     });
     socket.on('close', () => {
-      if (greeted && !leaving) droppedConnections.add(1);
+      if (greeted && !leaving) {
+        dropped = true;
+        droppedConnections.add(1);
+      }
     });
     socket.setTimeout(() => {
       if (!greeted) socket.close();
@@ -127,4 +131,14 @@ export default function () {
 
   check(res, { 'upgraded (101)': (r) => r && r.status === 101 });
   handshakeErrors.add(!greeted);
+  backOff(greeted && !dropped);
+}
+
+// Failed or dropped connections in a row, this VU's (k6 keeps module state per VU).
+let failures = 0;
+
+/** Waits as socket.io-client would before the next connection when this one failed. */
+function backOff(succeeded) {
+  failures = succeeded ? 0 : failures + 1;
+  if (failures > 0) sleep(reconnectDelayMs(failures, Math.random()) / 1000);
 }

@@ -28,6 +28,18 @@ export function wsUrl(httpBase) {
   return base + '/socket.io/?EIO=4&transport=websocket';
 }
 
+/**
+ * How long a virtual user waits before connecting again after a failed or dropped connection,
+ * as socket.io-client does (reconnectionDelay 1 s doubling to reconnectionDelayMax 5 s,
+ * randomizationFactor 0.5): attempt 1 waits 0.5-1.5 s. Without it a refused token makes a VU
+ * retry in a hot loop, which no app does. `random` is a number in [0, 1).
+ */
+export function reconnectDelayMs(attempt, random) {
+  const base = Math.min(5000, 1000 * Math.pow(2, Math.max(0, attempt - 1)));
+  const deviation = 0.5 * base * (2 * random - 1);
+  return Math.min(5000, Math.max(0, Math.round(base + deviation)));
+}
+
 function prefix(nsp) {
   return !nsp || nsp === '/' ? '' : nsp + ',';
 }

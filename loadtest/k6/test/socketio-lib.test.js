@@ -1,19 +1,19 @@
-// Tests of the k6 load scenarios without k6 (run from the repository root):
+// Tests of the k6 load scenarios' Socket.IO framing, with Node (run from the repository root;
+// k6 itself runs every scenario in k6-run.test.js):
 //   node --test loadtest/k6/test/
 // 1. every script and lib/socketio.js parse as ES modules (k6 imports are not resolved);
-// 2. every script loads with k6's modules stubbed (support/k6-shim.js): its scenarios name
-//    exported functions, its thresholds name metrics it defines (k6 refuses unknown ones);
-// 3. one VU of each script runs against a scripted peer under virtual time;
-// 4. the lib's framing on literal packets;
-// 5. the lib with raw `ws` against a live replica (e2e harness: PostgreSQL on 127.0.0.1:5432 and
+// 2. every script's header says what it measures, its env and an example command;
+// 3. the lib's framing on literal packets;
+// 4. the lib with raw `ws` against a live replica (e2e harness: PostgreSQL on 127.0.0.1:5432 and
 //    the built target/debug/gateway; `ws`, `pg` and `jsonwebtoken` come from e2e/node_modules).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import {
@@ -26,9 +26,9 @@ import {
   parse,
   wsUrl,
 } from '../lib/socketio.js';
-import { BUILTIN_METRICS, K6_DIR, loadScript, run, shim } from '../support/k6-shim.js';
 import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../../e2e/lib/harness.js';
 
+const K6_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WebSocket = createRequire(path.join(K6_DIR, '../../e2e/package.json'))('ws');
 const execFileP = promisify(execFile);
 
@@ -68,50 +68,11 @@ test('lib/socketio.js imports nothing (usable from k6 and Node alike)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// 2. Options, as k6 would validate them
-
-const fixtures = mkdtempSync(path.join(tmpdir(), 'k6-fixtures-'));
-const TOKENS_FILE = path.join(fixtures, 'tokens.txt');
-const SESSIONS_FILE = path.join(fixtures, 'sessions.csv');
-const TRIPS_FILE = path.join(fixtures, 'trips.csv');
-writeFileSync(TOKENS_FILE, 'tok-1\ntok-2\nbad-token\n\n');
-writeFileSync(SESSIONS_FILE, 'userId,sid,token\nuser-1,sid-1,tok-1\nuser-2,sid-2,tok-2\n');
-writeFileSync(TRIPS_FILE, 'trip-1,passenger-1,driver-1\n');
-after(() => rmSync(fixtures, { recursive: true, force: true }));
-
-const BASE_ENV = {
-  GATEWAY_URL: 'http://gw.test:8080',
-  INTERNAL_URL: 'http://gw.test:9001',
-  INTERNAL_API_TOKEN: 'internal-secret',
-  TOKENS_FILE,
-  SESSIONS_FILE,
-};
-
-const EXECUTOR_FIELDS = {
-  'ramping-arrival-rate': ['stages', 'preAllocatedVUs'],
-  'constant-arrival-rate': ['rate', 'duration', 'preAllocatedVUs'],
-  'ramping-vus': ['stages'],
-  'constant-vus': ['vus', 'duration'],
-  'per-vu-iterations': ['vus', 'iterations'],
-  'shared-iterations': ['vus', 'iterations'],
-};
-const DURATION = /^(\d+(\.\d+)?(ms|s|m|h))+$/;
-const AGGREGATIONS = {
-  trend: /^(avg|min|max|med|p\(\d+(\.\d+)?\))$/,
-  rate: /^rate$/,
-  counter: /^(count|rate)$/,
-  gauge: /^(value|min|max)$/,
-};
+// 2. What each script says of itself (k6 itself runs them: k6-run.test.js)
 
 for (const file of SCRIPTS) {
   const name = path.basename(file);
-  describe(`${name} (k6 options)`, () => {
-    let module;
-    let metrics;
-    before(async () => {
-      ({ module, metrics } = await loadScript(file, BASE_ENV));
-    });
-
+  describe(name, () => {
     test('has the header comment: what it measures, env, example command', () => {
       const head = readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('//')).join('\n');
       assert.match(head, /Measures/);
@@ -127,238 +88,11 @@ for (const file of SCRIPTS) {
       assert.match(src, /__ENV\.GATEWAY_URL/);
       assert.match(src, /open\(__ENV\.(TOKENS_FILE|SESSIONS_FILE)/);
     });
-
-    test('scenarios are well-formed and run exported functions', () => {
-      const scenarios = Object.entries(module.options?.scenarios ?? {});
-      assert.ok(scenarios.length > 0, 'no scenarios');
-      for (const [scenario, cfg] of scenarios) {
-        assert.ok(EXECUTOR_FIELDS[cfg.executor], `${scenario}: unknown executor ${cfg.executor}`);
-        for (const field of EXECUTOR_FIELDS[cfg.executor]) {
-          assert.ok(cfg[field] !== undefined, `${scenario}: ${cfg.executor} needs ${field}`);
-        }
-        for (const stage of cfg.stages ?? []) {
-          assert.ok(Number.isFinite(stage.target) && stage.target >= 0, `${scenario}: stage target ${stage.target}`);
-          assert.match(stage.duration, DURATION);
-        }
-        for (const key of ['duration', 'maxDuration', 'gracefulRampDown', 'gracefulStop', 'timeUnit', 'startTime']) {
-          if (cfg[key] !== undefined) assert.match(cfg[key], DURATION, `${scenario}.${key}`);
-        }
-        for (const key of ['vus', 'iterations', 'preAllocatedVUs', 'maxVUs', 'startVUs', 'startRate', 'rate']) {
-          if (cfg[key] !== undefined) assert.ok(Number.isInteger(cfg[key]) && cfg[key] >= 0, `${scenario}.${key} = ${cfg[key]}`);
-        }
-        const exec = cfg.exec ?? 'default';
-        assert.equal(typeof module[exec], 'function', `${scenario}: exec ${exec} is not an exported function`);
-      }
-    });
-
-    test('thresholds name metrics that exist, with valid expressions', () => {
-      const thresholds = Object.entries(module.options?.thresholds ?? {});
-      assert.ok(thresholds.length > 0, 'no thresholds');
-      for (const [key, list] of thresholds) {
-        const metric = key.replace(/\{.*\}$/, '');
-        const type = metrics.get(metric)?.type ?? BUILTIN_METRICS[metric];
-        assert.ok(type, `threshold on ${metric}, which the script does not define`);
-        assert.ok(Array.isArray(list) && list.length > 0, `${key}: thresholds must be a non-empty array`);
-        for (const t of list) {
-          const expr = typeof t === 'string' ? t : t.threshold;
-          const m = /^\s*([a-z]+(?:\(\d+(?:\.\d+)?\))?)\s*(<=|>=|<|>|===|==|!=)\s*-?\d+(\.\d+)?\s*$/.exec(expr);
-          assert.ok(m, `${key}: malformed threshold ${expr}`);
-          assert.match(m[1], AGGREGATIONS[type], `${key}: ${m[1]} does not apply to a ${type}`);
-          if (typeof t === 'object' && t.delayAbortEval) assert.match(t.delayAbortEval, DURATION);
-        }
-      }
-      const has = (metric) => thresholds.some(([key]) => key.replace(/\{.*\}$/, '') === metric);
-      assert.ok(has('handshake_ms'), 'no threshold on handshake_ms');
-      assert.equal(metrics.get('handshake_ms').type, 'trend');
-      assert.ok(metrics.get('handshake_ms').isTime, 'handshake_ms should be a time trend');
-      const errorRates = [...metrics].filter(([n, m]) => m.type === 'rate' && /error/.test(n) && has(n));
-      assert.ok(errorRates.length > 0, 'no threshold on an error rate');
-    });
   });
 }
 
-test('driver-fleet.js has an ack-latency threshold, revocations.js one on revocation_ms', async () => {
-  const fleet = await loadScript(path.join(K6_DIR, 'driver-fleet.js'), BASE_ENV);
-  assert.ok(fleet.module.options.thresholds.location_ack_ms);
-  assert.equal(fleet.metrics.get('location_ack_ms').type, 'trend');
-  const rev = await loadScript(path.join(K6_DIR, 'revocations.js'), BASE_ENV);
-  assert.ok(rev.module.options.thresholds.revocation_ms);
-  assert.equal(rev.metrics.get('revocation_ms').type, 'trend');
-  assert.equal(rev.module.options.scenarios.drivers.vus, 2, 'one driver per session line (header skipped)');
-  assert.equal(rev.module.options.scenarios.revokers.iterations, 2);
-});
-
 // ---------------------------------------------------------------------------------------------
-// 3. One VU of each script against a scripted peer (virtual time)
-
-/** A scripted Socket.IO server: greets valid tokens, refuses `bad-token`, answers pings' pongs
- * with the next ping, and hands events with an ack id to `onEvent` (its return is the answer;
- * `undefined`: no answer). `afterHello(deliver, nsp)` may push more. */
-function scriptedPeer({ onEvent = () => ({ ok: true }), afterHello = () => {} } = {}) {
-  const state = { pongs: 0, events: [], left: false, tokens: [] };
-  state.factory = () => ({
-    open(deliver) {
-      deliver('0{"sid":"eio-1","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":100000}');
-      deliver('2', 25000);
-    },
-    receive(message, deliver) {
-      if (message === PONG) {
-        state.pongs++;
-        deliver('2', 25000);
-        return;
-      }
-      let m = /^40(\/[a-z]+),(.*)$/.exec(message);
-      if (m) {
-        const token = JSON.parse(m[2]).token;
-        state.tokens.push(token);
-        if (token === 'bad-token') return deliver(`44${m[1]},{"message":"Invalid token"}`, 1);
-        deliver(`40${m[1]},{"sid":"sock-1"}`, 1);
-        deliver(`42${m[1]},["hello",{"ok":true,"nsp":"${m[1]}"}]`, 1);
-        afterHello(deliver, m[1]);
-        return;
-      }
-      m = /^42(\/[a-z]+),(\d*)(\[.*)$/.exec(message);
-      if (m) {
-        const [event, data] = JSON.parse(m[3]);
-        state.events.push({ event, data, id: m[2] === '' ? null : Number(m[2]) });
-        const answer = onEvent(event, data, Number(m[2]));
-        if (m[2] !== '' && answer !== undefined) deliver(ackPacket(m[1], Number(m[2]), [answer]), 3);
-        return;
-      }
-      if (/^41\//.test(message)) state.left = true;
-    },
-  });
-  return state;
-}
-
-const samples = (metrics, name) => metrics.get(name).samples.map((s) => s.value);
-
-describe('k6 scripts, one VU against a scripted peer', () => {
-  test('reconnect-storm: hello measured, then leaves; a refused token counts as an error', async () => {
-    const { module, metrics } = await loadScript(path.join(K6_DIR, 'reconnect-storm.js'), BASE_ENV);
-    const peer = scriptedPeer();
-    shim.server = peer.factory;
-    run(() => module.default(), { vu: 2 });
-    assert.equal(shim.lastSocket.url, 'ws://gw.test:8080/socket.io/?EIO=4&transport=websocket');
-    assert.deepEqual(peer.tokens, ['tok-2']);
-    assert.deepEqual(samples(metrics, 'handshake_ms'), [1]); // the peer answers CONNECT in 1 ms
-    assert.deepEqual(samples(metrics, 'handshake_errors'), [false]);
-    assert.ok(peer.left, 'sent 41/drivers, before closing');
-    assert.ok(shim.checks.every((c) => c.ok), JSON.stringify(shim.checks));
-
-    run(() => module.default(), { vu: 3 }); // tokens[2] is bad-token
-    assert.deepEqual(samples(metrics, 'handshake_errors'), [false, true]);
-    assert.deepEqual(metrics.get('connect_refused').samples, [{ value: 1, tags: { message: 'Invalid token' } }]);
-  });
-
-  test('driver-fleet: valid positions at 1 Hz with acks; refusals and lost acks are errors', async () => {
-    const { module, metrics } = await loadScript(path.join(K6_DIR, 'driver-fleet.js'), {
-      ...BASE_ENV,
-      SESSION_S: '60',
-    });
-    const peer = scriptedPeer({
-      onEvent(event, data, id) {
-        if (id === 7) return { ok: false, error: { code: 'RATE_LIMITED', message: 'slow down' } };
-        if (id === 9) return undefined; // never answered
-        return { ok: true };
-      },
-    });
-    shim.server = peer.factory;
-    const started = shim.clock || Date.now();
-    run(() => module.default(), { vu: 1 });
-    const sent = peer.events;
-    assert.ok(sent.length >= 58 && sent.length <= 61, `${sent.length} updates in 60 s`);
-    for (const [i, { event, data, id }] of sent.entries()) {
-      assert.equal(event, 'driver:location');
-      assert.equal(id, i, 'ack ids count up from 0');
-      assert.deepEqual(Object.keys(data).sort(), ['heading', 'lat', 'lng', 'speed']);
-      assert.ok(data.lat >= -90 && data.lat <= 90 && data.lng >= -180 && data.lng <= 180);
-      assert.ok(Number.isFinite(data.heading) && data.heading >= 0 && data.heading < 360, `heading ${data.heading}`);
-      assert.ok(data.speed >= 0);
-    }
-    assert.ok(Math.abs(sent[0].data.lat - 52.52) < 0.1 && Math.abs(sent[0].data.lng - 13.405) < 0.1);
-    assert.deepEqual(samples(metrics, 'location_ack_ms').filter((v) => v !== 3), [], 'ack latency = the peer delay');
-    assert.equal(samples(metrics, 'location_ack_ms').length, sent.length - 1);
-    const errors = samples(metrics, 'location_errors');
-    assert.equal(errors.length, sent.length);
-    assert.equal(errors.filter(Boolean).length, 2, 'one RATE_LIMITED, one never answered');
-    assert.deepEqual(metrics.get('location_refused').samples, [{ value: 1, tags: { code: 'RATE_LIMITED' } }]);
-    assert.equal(samples(metrics, 'locations_sent').length, sent.length);
-    assert.ok(peer.pongs >= 2, 'answered the pings');
-    assert.ok(peer.left);
-    assert.deepEqual(samples(metrics, 'handshake_errors'), [false]);
-    assert.ok(shim.clock - started >= 60_000);
-  });
-
-  test('passengers: counts trip:updated and trip:driver_location; setup binds TRIPS_FILE trips', async () => {
-    const { module, metrics } = await loadScript(path.join(K6_DIR, 'passengers.js'), {
-      ...BASE_ENV,
-      SESSION_S: '10',
-      TRIPS_FILE,
-    });
-    shim.requests = [];
-    run(() => module.setup());
-    assert.equal(shim.requests.length, 1);
-    const [req] = shim.requests;
-    assert.equal(req.url, 'http://gw.test:9001/internal/v1/trips/trip-1/events');
-    assert.deepEqual(JSON.parse(req.body), { type: 'DRIVER_ASSIGNED', passengerId: 'passenger-1', driverId: 'driver-1' });
-    assert.equal(req.params.headers.Authorization, 'Bearer internal-secret');
-
-    const peer = scriptedPeer({
-      afterHello(deliver, nsp) {
-        const trip = { tripId: 'trip-1', status: 'DRIVER_ASSIGNED', passengerId: 'p', driverId: 'd', data: null };
-        deliver(eventPacket(nsp, 'trip:updated', { ...trip, at: new Date(Date.now()).toISOString() }), 10);
-        for (let i = 1; i <= 3; i++) {
-          const at = new Date(Date.now() + i * 1000 - 40).toISOString(); // 40 ms in flight
-          const loc = { tripId: 'trip-1', driverId: 'd', lat: 1, lng: 2, heading: null, speed: null, at };
-          deliver(eventPacket(nsp, 'trip:driver_location', loc), i * 1000);
-        }
-      },
-    });
-    shim.server = peer.factory;
-    run(() => module.default(), { vu: 1 });
-    assert.deepEqual(metrics.get('trip_updated_received').samples, [{ value: 1, tags: { status: 'DRIVER_ASSIGNED' } }]);
-    assert.equal(samples(metrics, 'trip_driver_location_received').length, 3);
-    assert.deepEqual(samples(metrics, 'driver_location_age_ms'), [40, 40, 40]);
-    assert.deepEqual(samples(metrics, 'dropped_connections'), []);
-    assert.ok(peer.left);
-  });
-
-  test('revocations: the revoker posts on schedule; the driver measures until DISCONNECT', async () => {
-    const { module, metrics } = await loadScript(path.join(K6_DIR, 'revocations.js'), BASE_ENV);
-    const data = run(() => module.setup());
-    shim.requests = [];
-    run(() => module.revoke(data), { iterationInTest: 1 });
-    const [req] = shim.requests;
-    const revokeAt = data.t0 + 50; // session 1, REVOKE_EVERY_MS 50
-    assert.equal(req.at, revokeAt, 'posted at its scheduled time');
-    assert.equal(req.url, 'http://gw.test:9001/internal/v1/sessions/sid-2/revoke');
-    assert.deepEqual(JSON.parse(req.body), { userId: 'user-2', reason: 'load-test' });
-    assert.equal(req.params.headers.Authorization, 'Bearer internal-secret');
-    assert.deepEqual(samples(metrics, 'revoke_lag_ms'), [0]);
-
-    const peer = scriptedPeer({
-      afterHello(deliver, nsp) {
-        deliver(disconnectPacket(nsp), revokeAt + 30 - Date.now());
-      },
-    });
-    shim.server = peer.factory;
-    shim.clock = data.t0 - 5000; // drivers connect during the lead time
-    run(() => module.driver(data), { iterationInTest: 1 });
-    assert.deepEqual(peer.tokens, ['tok-2']);
-    assert.deepEqual(samples(metrics, 'revocation_ms'), [30]);
-    assert.deepEqual(samples(metrics, 'revocation_errors'), [false]);
-
-    shim.server = scriptedPeer().factory; // never disconnected
-    shim.clock = data.t0 - 5000;
-    run(() => module.driver(data), { iterationInTest: 0 });
-    assert.equal(shim.clock, data.t0 + 10_000, 'gave up DISCONNECT_TIMEOUT_MS after its revocation');
-    assert.deepEqual(samples(metrics, 'revocation_errors'), [false, true]);
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-// 4. Framing on literal packets
+// 3. Framing on literal packets
 
 describe('lib/socketio.js framing', () => {
   test('wsUrl', () => {
@@ -511,7 +245,7 @@ describe('lib/socketio.js framing', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// 5. Against a live replica, with raw `ws`
+// 4. Against a live replica, with raw `ws`
 
 /** A raw WebSocket whose messages are parsed by the lib; answers pings unless told not to. */
 function rawSocket(baseUrl, { answerPings = true } = {}) {
