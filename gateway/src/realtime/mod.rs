@@ -243,7 +243,7 @@ const SEND_BUFFER_PACKETS: usize = 1024;
 const DRAIN_TICK: Duration = Duration::from_millis(100);
 
 /// Initial WebSocket read buffer per connection (socketioxide's default is 4096).
-const WS_READ_BUFFER_BYTES: usize = 1024;
+const WS_READ_BUFFER_BYTES: usize = 256;
 
 /// The connect handler of `ns`, behind the handshake middleware.
 fn handler<A>(

@@ -24,4 +24,6 @@ pub mod sid {
 mod body;
 mod engine;
 mod errors;
+/// The outgoing packet channel of a socket (a patch of this vendored copy: vendor/README.md).
+pub mod queue;
 mod transport;
