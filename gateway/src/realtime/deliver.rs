@@ -155,9 +155,18 @@ pub async fn deliver_kept<T: Serialize + ?Sized>(
         let others = Recipient::RoomsExcept(ns, rest, kept.clone());
         outcome = io.deliver(&others, event, data).await;
     }
-    for room in kept {
-        let user_room = UserRoom { ns, room };
-        if let Err(error) = log.append(&user_room, event, &value).await {
+    // Each room numbers its own events, so a push's rooms are kept at once (one round trip
+    // for all of them, pipelined), not one after the other.
+    let appends = kept.into_iter().map(|room| {
+        let value = &value;
+        async move {
+            let user_room = UserRoom { ns, room };
+            let kept = log.append(&user_room, event, value).await;
+            (user_room, kept)
+        }
+    });
+    for (user_room, kept) in futures::future::join_all(appends).await {
+        if let Err(error) = kept {
             metrics::redis_error("recovery_append");
             tracing::warn!(%error, event, "event not kept for recovery; sent without an offset");
             let _ = io

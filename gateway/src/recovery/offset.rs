@@ -42,7 +42,8 @@ pub fn room_mark(room: &str) -> u64 {
 
 impl Offset {
     /// The position of `room` at `now_ms` when it has nothing kept: every event appended from
-    /// `now_ms` on comes after it.
+    /// `now_ms` on comes after it, as long as the log's clock (Redis' `TIME`, or this replica's
+    /// for the memory log) does not step back.
     pub fn position(room: &str, now_ms: u64) -> Self {
         Self {
             ms: now_ms.saturating_sub(1),
