@@ -3,7 +3,6 @@
 //! same, Lua reply parsing included. Cases about several replicas sharing state run where
 //! replicas can share it (Redis, Cluster).
 
-mod recovery;
 mod topology;
 
 use std::time::{Duration, Instant};
@@ -18,14 +17,17 @@ use shared::{
 };
 use topology::{Topology, World};
 
-/// Every case, once per topology.
+/// Every case, once per topology (`recovery` uses it too).
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
-        mod memory { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Memory).await).await.expect("state calls succeed") })* }
-        mod redis { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Redis).await).await.expect("state calls succeed") })* }
-        mod cluster { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Cluster).await).await.expect("state calls succeed") })* }
+        mod memory { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Memory).await).await.expect("store calls succeed") })* }
+        mod redis { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Redis).await).await.expect("store calls succeed") })* }
+        mod cluster { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Cluster).await).await.expect("store calls succeed") })* }
     };
 }
+
+// After the macro: modules declared below see it.
+mod recovery;
 
 contract!(
     status_changes_return_the_previous_status,

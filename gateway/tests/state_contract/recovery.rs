@@ -19,14 +19,6 @@ use shared::namespace::Namespace;
 
 use super::topology::{Topology, World};
 
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod memory { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Memory).await).await.expect("log calls succeed") })* }
-        mod redis { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Redis).await).await.expect("log calls succeed") })* }
-        mod cluster { $(#[tokio::test] async fn $case() { super::$case(super::World::new(super::Topology::Cluster).await).await.expect("log calls succeed") })* }
-    };
-}
-
 contract!(
     events_after_a_kept_offset_are_replayed_in_order,
     a_position_recovers_what_follows_it_in_its_room_only,
