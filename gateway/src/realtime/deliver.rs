@@ -21,7 +21,7 @@ use shared::{
 use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
 use super::Io;
-use crate::recovery::{UserRoom, log::RecoveryLog};
+use crate::recovery::log::RecoveryLog;
 use crate::telemetry::metrics::{self, DisconnectReason};
 
 /// Some replicas could not be reached (Redis down); this replica's sockets were served.
@@ -155,22 +155,15 @@ pub async fn deliver_kept<T: Serialize + ?Sized>(
         let others = Recipient::RoomsExcept(ns, rest, kept.clone());
         outcome = io.deliver(&others, event, data).await;
     }
-    // Each room numbers its own events, so a push's rooms are kept at once (one round trip
-    // for all of them, pipelined), not one after the other.
-    let appends = kept.into_iter().map(|room| {
-        let value = &value;
-        async move {
-            let user_room = UserRoom { ns, room };
-            let kept = log.append(&user_room, event, value).await;
-            (user_room, kept)
-        }
-    });
-    for (user_room, kept) in futures::future::join_all(appends).await {
-        if let Err(error) = kept {
+    // Each room numbers its own events, so a push's rooms are kept at once: one script call
+    // per shard (one in all on a single Redis), the data serialised once.
+    let appended = log.append_all(ns, &kept, event, &value).await;
+    for (room, appended) in kept.into_iter().zip(appended) {
+        if let Err(error) = appended {
             metrics::redis_error("recovery_append");
             tracing::warn!(%error, event, "event not kept for recovery; sent without an offset");
             let _ = io
-                .deliver(&Recipient::Rooms(ns, vec![user_room.room]), event, data)
+                .deliver(&Recipient::Rooms(ns, vec![room]), event, data)
                 .await;
             outcome = Err(ClusterUnreachable(error.to_string()));
         }

@@ -16,7 +16,7 @@ use fred::{
 use socketioxide::{SendError, SocketError, adapter::Adapter, extract::SocketRef};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Entry, Offset};
+use super::{Entry, Offset, Published};
 use crate::{realtime::Io, telemetry::metrics};
 
 /// Per socket, in its extensions.
@@ -129,15 +129,17 @@ pub async fn listen(
         loop {
             match messages.recv().await {
                 Ok(message) => {
-                    let entry = message
+                    let published = message
                         .value
                         .as_string()
-                        .and_then(|text| serde_json::from_str::<Entry>(&text).ok());
-                    match entry {
-                        Some(entry) if skip(&entry) => {}
-                        Some(entry) => deliver_locally(&io, &entry),
-                        None => {
-                            tracing::warn!(channel = %message.channel, "unreadable recovery entry")
+                        .and_then(|text| serde_json::from_str::<Published>(&text).ok());
+                    let Some(published) = published else {
+                        tracing::warn!(channel = %message.channel, "unreadable recovery entry");
+                        continue;
+                    };
+                    for entry in published.entries() {
+                        if !skip(&entry) {
+                            deliver_locally(&io, &entry);
                         }
                     }
                 }

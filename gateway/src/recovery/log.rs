@@ -6,13 +6,14 @@
 //! replica then hands the entries, in that order, to its sockets' gates (`gate::run_feed`).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Mutex,
 };
 
 use async_trait::async_trait;
-use fred::{clients::Client, types::Value as RedisValue};
+use fred::{clients::Client, interfaces::ClientLike, types::Value as RedisValue};
 use serde_json::Value;
+use shared::namespace::Namespace;
 use tokio::sync::mpsc;
 
 use super::{Entry, Offset, RecoverySettings, UserRoom, offset::room_mark};
@@ -23,13 +24,29 @@ use crate::{
 
 #[async_trait]
 pub trait RecoveryLog: Send + Sync {
-    /// Keeps `event` for `room` under a new offset and publishes it to every replica.
+    /// Keeps `event` for each of `rooms` (user rooms of `ns`) under a new offset per room and
+    /// publishes it to every replica: one step per shard, the event serialised once. Answers
+    /// per room, in the order given.
+    async fn append_all(
+        &self,
+        ns: Namespace,
+        rooms: &[String],
+        event: &str,
+        data: &Value,
+    ) -> Vec<Result<Offset, StateError>>;
+
+    /// [`RecoveryLog::append_all`] for one room.
     async fn append(
         &self,
         room: &UserRoom,
         event: &str,
         data: &Value,
-    ) -> Result<Offset, StateError>;
+    ) -> Result<Offset, StateError> {
+        let rooms = [room.room.clone()];
+        let mut kept = self.append_all(room.ns, &rooms, event, data).await;
+        kept.pop()
+            .unwrap_or_else(|| Err(StateError::Data("nothing kept for the room".into())))
+    }
 
     /// As [`RecoveryLog::append`], unless an event was already kept for `room` under `once`
     /// within the window (then `None`): for events every replica hears and handles.
@@ -149,15 +166,15 @@ impl MemoryLog {
     }
 }
 
-#[async_trait]
-impl RecoveryLog for MemoryLog {
-    async fn append(
+impl MemoryLog {
+    /// Keeps one room's event under the lock, and queues it on the feed.
+    fn keep(
         &self,
+        rings: &mut Rings,
         room: &UserRoom,
         event: &str,
         data: &Value,
     ) -> Result<Offset, StateError> {
-        let mut rings = self.lock();
         // The clock is read under the lock, as in `resume`: a position read there comes before
         // every offset given after it.
         let now = now_ms();
@@ -191,6 +208,29 @@ impl RecoveryLog for MemoryLog {
             .map_err(|_| StateError::Stopped("the recovery feed stopped"))?;
         Ok(offset)
     }
+}
+
+#[async_trait]
+impl RecoveryLog for MemoryLog {
+    async fn append_all(
+        &self,
+        ns: Namespace,
+        rooms: &[String],
+        event: &str,
+        data: &Value,
+    ) -> Vec<Result<Offset, StateError>> {
+        let mut rings = self.lock();
+        rooms
+            .iter()
+            .map(|room| {
+                let room = UserRoom {
+                    ns,
+                    room: room.clone(),
+                };
+                self.keep(&mut rings, &room, event, data)
+            })
+            .collect()
+    }
 
     async fn append_once(
         &self,
@@ -199,17 +239,15 @@ impl RecoveryLog for MemoryLog {
         event: &str,
         data: &Value,
     ) -> Result<Option<Offset>, StateError> {
+        let mut rings = self.lock();
         let now = now_ms();
-        {
-            let mut rings = self.lock();
-            let key = (room.room.clone(), once.to_owned());
-            if rings.once.get(&key).is_some_and(|lapses| *lapses > now) {
-                return Ok(None);
-            }
-            let lapses = now + self.settings.window.as_millis() as u64;
-            rings.once.insert(key, lapses);
+        let key = (room.room.clone(), once.to_owned());
+        if rings.once.get(&key).is_some_and(|lapses| *lapses > now) {
+            return Ok(None);
         }
-        self.append(room, event, data).await.map(Some)
+        let lapses = now + self.settings.window.as_millis() as u64;
+        rings.once.insert(key, lapses);
+        self.keep(&mut rings, room, event, data).map(Some)
     }
 
     async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
@@ -276,54 +314,118 @@ impl RedisLog {
 }
 
 impl RedisLog {
-    /// Appends (and publishes) unless `once` was already marked for the room.
+    /// Appends (and publishes) `event` for each room, except rooms where `once` was already
+    /// marked: one script call per shard of the rooms (one call in all on a single Redis).
     async fn keep(
         &self,
-        room: &UserRoom,
+        ns: Namespace,
+        rooms: &[String],
         once: Option<&str>,
         event: &str,
         data: &Value,
-    ) -> Result<Option<Offset>, StateError> {
-        let json = serde_json::to_string(data).map_err(|e| StateError::Data(e.to_string()))?;
-        let mut keys = vec![self.keys.recovery_stream(&room.room)];
-        keys.extend(once.map(|once| self.keys.recovery_once(&room.room, once)));
-        let id = self
-            .append
-            .run(
-                &self.client,
-                keys,
-                vec![
-                    self.settings.max_events.to_string(),
-                    self.settings.window.as_millis().to_string(),
-                    self.keys.recovery_channel(room_shard(&room.room)),
-                    room.ns.path().to_owned(),
-                    room.room.clone(),
-                    event.to_owned(),
-                    json,
-                ],
-            )
-            .await?;
-        if id.is_null() {
-            return Ok(None);
+    ) -> Vec<Result<Option<Offset>, StateError>> {
+        let json = match serde_json::to_string(data) {
+            Ok(json) => json,
+            Err(e) => return vec![Err(StateError::Data(e.to_string())); rooms.len()],
+        };
+        let mut shards: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, room) in rooms.iter().enumerate() {
+            let shard = if self.client.is_clustered() {
+                room_shard(room)
+            } else {
+                0
+            };
+            shards.entry(shard).or_default().push(i);
         }
-        id.as_string()
-            .and_then(|id| id.parse().ok())
-            .map(Some)
-            .ok_or_else(|| StateError::Data("recovery_append answered without an offset".into()))
+        let calls = shards.into_values().map(|group| {
+            let json = &json;
+            async move {
+                let in_slot: Vec<&String> = group.iter().map(|&i| &rooms[i]).collect();
+                let answers = self.keep_in_one_slot(ns, &in_slot, once, event, json).await;
+                (group, answers)
+            }
+        });
+        let mut kept: Vec<Option<Result<Option<Offset>, StateError>>> = vec![None; rooms.len()];
+        for (group, answers) in futures::future::join_all(calls).await {
+            for (i, answer) in group.into_iter().zip(answers) {
+                kept[i] = Some(answer);
+            }
+        }
+        kept.into_iter()
+            .map(|k| k.unwrap_or_else(|| Err(StateError::Data("a room not kept".into()))))
+            .collect()
     }
+
+    /// One script call for rooms whose streams share a slot; the channel is the first room's
+    /// (on a single Redis every channel reaches a replica on its one subscriber connection, in
+    /// the order published).
+    async fn keep_in_one_slot(
+        &self,
+        ns: Namespace,
+        rooms: &[&String],
+        once: Option<&str>,
+        event: &str,
+        json: &str,
+    ) -> Vec<Result<Option<Offset>, StateError>> {
+        let Some(first) = rooms.first() else {
+            return Vec::new();
+        };
+        let mut keys: Vec<String> = rooms.iter().map(|r| self.keys.recovery_stream(r)).collect();
+        if let Some(once) = once {
+            keys.extend(rooms.iter().map(|r| self.keys.recovery_once(r, once)));
+        }
+        let mut args = vec![
+            self.settings.max_events.to_string(),
+            self.settings.window.as_millis().to_string(),
+            self.keys.recovery_channel(room_shard(first)),
+            ns.path().to_owned(),
+            event.to_owned(),
+            json.to_owned(),
+        ];
+        args.extend(rooms.iter().map(|r| (*r).clone()));
+        match self.append.run(&self.client, keys, args).await {
+            Ok(reply) => {
+                let ids = reply.into_array();
+                if ids.len() == rooms.len() {
+                    ids.into_iter().map(offset_or_once).collect()
+                } else {
+                    vec![Err(out_of_shape()); rooms.len()]
+                }
+            }
+            Err(error) => vec![Err(error); rooms.len()],
+        }
+    }
+}
+
+/// An appended room's offset, or `None` when its once-marker was already set.
+fn offset_or_once(id: RedisValue) -> Result<Option<Offset>, StateError> {
+    if id.is_null() {
+        return Ok(None);
+    }
+    id.as_string()
+        .and_then(|id| id.parse().ok())
+        .map(Some)
+        .ok_or_else(out_of_shape)
+}
+
+fn out_of_shape() -> StateError {
+    StateError::Data("recovery_append answered without an offset".into())
 }
 
 #[async_trait]
 impl RecoveryLog for RedisLog {
-    async fn append(
+    async fn append_all(
         &self,
-        room: &UserRoom,
+        ns: Namespace,
+        rooms: &[String],
         event: &str,
         data: &Value,
-    ) -> Result<Offset, StateError> {
-        self.keep(room, None, event, data)
-            .await?
-            .ok_or_else(|| StateError::Data("recovery_append answered without an offset".into()))
+    ) -> Vec<Result<Offset, StateError>> {
+        self.keep(ns, rooms, None, event, data)
+            .await
+            .into_iter()
+            .map(|kept| kept?.ok_or_else(out_of_shape))
+            .collect()
     }
 
     async fn append_once(
@@ -333,7 +435,9 @@ impl RecoveryLog for RedisLog {
         event: &str,
         data: &Value,
     ) -> Result<Option<Offset>, StateError> {
-        self.keep(room, Some(once), event, data).await
+        let rooms = [room.room.clone()];
+        let mut kept = self.keep(room.ns, &rooms, Some(once), event, data).await;
+        kept.pop().unwrap_or_else(|| Err(out_of_shape()))
     }
 
     async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {

@@ -59,3 +59,32 @@ impl Entry {
         Namespace::from_path(&self.ns)
     }
 }
+
+/// What one append publishes to every replica (`recovery_append.lua`): an event kept for rooms
+/// of one shard, each under its own offset, its data carried once.
+#[derive(Debug, Deserialize)]
+pub struct Published {
+    pub ns: String,
+    pub event: String,
+    /// The rooms, in the order kept, with their offsets.
+    pub kept: Vec<(String, Offset)>,
+    pub data: Value,
+}
+
+impl Published {
+    pub fn entries(self) -> impl Iterator<Item = Entry> {
+        let Self {
+            ns,
+            event,
+            kept,
+            data,
+        } = self;
+        kept.into_iter().map(move |(room, offset)| Entry {
+            ns: ns.clone(),
+            room,
+            event: event.clone(),
+            data: data.clone(),
+            offset,
+        })
+    }
+}

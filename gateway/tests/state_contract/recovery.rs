@@ -25,6 +25,8 @@ contract!(
     a_position_after_which_an_event_was_trimmed_is_refused,
     a_position_out_of_the_window_is_refused,
     a_position_from_a_store_that_lost_its_data_is_refused,
+    an_offset_older_than_the_window_is_refused_while_its_room_is_active,
+    a_push_to_rooms_of_many_shards_is_kept_in_each_room,
 );
 
 /// A log as a replica holds it, and what keeps it running (the memory log's feed).
@@ -178,5 +180,64 @@ async fn a_position_from_a_store_that_lost_its_data_is_refused(
     };
     append(&after, &a, 2).await?;
     assert_eq!(replayed(&after, &a, position).await?, None, "1 was lost");
+    Ok(())
+}
+
+async fn an_offset_older_than_the_window_is_refused_while_its_room_is_active(
+    world: World,
+) -> Result<(), StateError> {
+    let log = log(&world, 400, 10);
+    let a = room(&world, "a");
+    let old = append(&log, &a, 1).await?;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The room stays alive (its stream does not expire), but 1 is out of the window by then.
+    let recent = append(&log, &a, 2).await?;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        replayed(&log, &a, old).await?,
+        None,
+        "1 is out of the window"
+    );
+    assert_eq!(replayed(&log, &a, recent).await?, Some(vec![]));
+    Ok(())
+}
+
+async fn a_push_to_rooms_of_many_shards_is_kept_in_each_room(
+    world: World,
+) -> Result<(), StateError> {
+    let log = log(&world, 60_000, 10);
+    let rooms: Vec<UserRoom> = (0..12).map(|i| room(&world, &format!("r{i}"))).collect();
+    let shards: std::collections::BTreeSet<u32> =
+        rooms.iter().map(|r| room_shard(&r.room)).collect();
+    assert!(
+        shards.len() > 1,
+        "the rooms span several shards: {shards:?}"
+    );
+    let mut positions = Vec::new();
+    for r in &rooms {
+        positions.push(log.log.resume(r, None).await?.head);
+    }
+    let names: Vec<String> = rooms.iter().map(|r| r.room.clone()).collect();
+    let kept = log
+        .log
+        .append_all(
+            Namespace::Passengers,
+            &names,
+            "promo:offer",
+            &json!({ "n": 7 }),
+        )
+        .await;
+    assert_eq!(kept.len(), rooms.len(), "an answer per room");
+    for ((r, position), kept) in rooms.iter().zip(positions).zip(kept) {
+        let offset = kept?;
+        assert!(position < offset, "{}: {position} < {offset}", r.room);
+        assert_eq!(
+            replayed(&log, r, position).await?,
+            Some(vec![json!(7)]),
+            "{}",
+            r.room
+        );
+        assert_eq!(replayed(&log, r, offset).await?, Some(vec![]), "{}", r.room);
+    }
     Ok(())
 }

@@ -1,16 +1,28 @@
--- Keeps a recoverable event of a user room and publishes it, in one step, so that every replica
--- hears a room's events in the order of their offsets.
--- KEYS: the room's stream, and optionally a once-marker: the event is kept only if that marker
--- was not set within the window (an event every replica hears, kept once for the cluster).
--- ARGV: max events, window (ms), channel (same slot), namespace, room, event, data (JSON text).
--- Returns the offset (the stream entry id), or false when the marker was already set.
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return false end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'event', ARGV[6], 'data', ARGV[7])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('XTRIM', KEYS[1], 'MINID', tostring(now - tonumber(ARGV[2])))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local message = '{"ns":' .. cjson.encode(ARGV[4]) .. ',"room":' .. cjson.encode(ARGV[5]) ..
-  ',"event":' .. cjson.encode(ARGV[6]) .. ',"offset":"' .. id .. '","data":' .. ARGV[7] .. '}'
-redis.call('SPUBLISH', ARGV[3], message)
-return id
+-- Keeps a recoverable event for rooms of one shard (one slot on a cluster) and publishes it, in
+-- one step, so that every replica hears a room's events in the order of their offsets.
+-- KEYS: each room's stream; then, for an event kept once for the cluster (one every replica
+--       hears), each room's once-marker: a room whose marker was set within the window is skipped.
+-- ARGV: max events, window (ms), channel (same slot), namespace, event, data (JSON text), then
+--       the rooms.
+-- Returns per room its offset (the stream entry id), or false when its marker was already set.
+-- Publishes one message for the rooms kept: {"ns","event","kept":[[room, offset], ...],"data"}.
+-- Entries older than the window are not trimmed here: resume refuses them (trim on read); the
+-- stream is capped by count and expires a window after its last append.
+local rooms = #ARGV - 6
+local once = #KEYS == 2 * rooms
+local out, kept = {}, {}
+for i = 1, rooms do
+  if once and not redis.call('SET', KEYS[rooms + i], '1', 'NX', 'PX', ARGV[2]) then
+    out[i] = false
+  else
+    local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[1], '*', 'event', ARGV[5], 'data', ARGV[6])
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    out[i] = id
+    kept[#kept + 1] = '[' .. cjson.encode(ARGV[6 + i]) .. ',"' .. id .. '"]'
+  end
+end
+if #kept > 0 then
+  redis.call('SPUBLISH', ARGV[3], '{"ns":' .. cjson.encode(ARGV[4]) .. ',"event":' ..
+    cjson.encode(ARGV[5]) .. ',"kept":[' .. table.concat(kept, ',') .. '],"data":' .. ARGV[6] .. '}')
+end
+return out

@@ -30,7 +30,9 @@ local from = ARGV[1]
 local kept = false
 if from ~= '' then
   if #redis.call('XRANGE', KEYS[1], from, from) == 1 then
-    kept = true
+    -- Appends do not trim by age: an entry older than the window is gone as far as clients go.
+    local ms = tonumber(string.match(from, '^(%d+)%-'))
+    kept = now - ms < tonumber(ARGV[3])
   else
     -- recovery::log::position_kept: this room's position, given by this Redis, within the
     -- window, and nothing after it trimmed (the stream is a suffix of what was appended).
