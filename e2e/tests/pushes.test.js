@@ -25,8 +25,8 @@ for (const mode of MODES) {
       await db?.drop();
     });
 
-    const push = (replica, rooms, data, event = 'promo:offer') =>
-      internalPost(replica, '/internal/v1/emit', { namespace: '/passengers', rooms, event, data });
+    const push = (replica, rooms, data, event = 'promo:offer', extra = {}) =>
+      internalPost(replica, '/internal/v1/emit', { namespace: '/passengers', rooms, event, data, ...extra });
 
     for (const transports of [['polling'], ['websocket']]) {
       test(`300 concurrent pushes to one passenger (${transports}): every one accepted and delivered`, async () => {
@@ -38,7 +38,7 @@ for (const mode of MODES) {
           push(n % 2 ? B : A, [`passenger:${p.userId}`], { n })));
         for (const res of answers) {
           assert.equal(res.status, 200, JSON.stringify(res.body));
-          assert.deepEqual(res.body, { ok: true, sockets: 1, dropped: 0 });
+          assert.deepEqual(res.body, { ok: true, dropped: 0 });
         }
         await eventually(() => seen.size === 300, 10000, 50, `all 300 pushes on the socket (${seen.size} so far)`);
         assert.equal(socket.connected, true);
@@ -77,15 +77,21 @@ for (const mode of MODES) {
       assert.match(metrics, /^gateway_emits_dropped_total\{namespace="passengers"\} [1-9]/m);
     });
 
-    test('the answer counts the sockets in the rooms once each, across replicas', async () => {
+    test('asked to, the answer counts the sockets in the rooms once each, across replicas', async () => {
       const p = await createIdentity(db, 'PASSENGER');
       const second = sign({ sub: p.userId, sid: await db.session(p.userId) });
       const onA = await connectAs(A, '/passengers', p.token);
       const onC = await connectAs(C, '/passengers', second);
-      const both = await push(B, [`passenger:${p.userId}`, `session:${p.sid}`], { hello: 1 });
+      const rooms = [`passenger:${p.userId}`, `session:${p.sid}`];
+      const both = await push(B, rooms, { hello: 1 }, 'promo:offer', { count: true });
       assert.deepEqual(both.body, { ok: true, sockets: 2, dropped: 0 });
-      const nobody = await push(B, ['passenger:nobody-here'], { hello: 2 });
+      const nobody = await push(B, ['passenger:nobody-here'], { hello: 2 }, 'promo:offer', { count: true });
       assert.deepEqual(nobody.body, { ok: true, sockets: 0, dropped: 0 });
+      const unasked = await push(B, rooms, { hello: 3 });
+      assert.deepEqual(unasked.body, { ok: true, dropped: 0 }, 'no count unless asked');
+      const wrong = await push(B, rooms, { hello: 4 }, 'promo:offer', { count: 'yes' });
+      assert.equal(wrong.status, 400);
+      assert.equal(wrong.body.error.code, 'INVALID_PAYLOAD');
       onA.close();
       onC.close();
     });

@@ -1,7 +1,11 @@
 //! `POST /internal/v1/emit`: generic push to rooms of the contract's kinds, cluster-wide. The
-//! answer says how many sockets were in those rooms (cluster-wide, `null` when a replica did not
-//! answer within a second) and how many of this replica's could not queue the push (their
-//! transports were closed, so those clients reconnect).
+//! answer says how many of this replica's sockets could not queue the push (their transports
+//! were closed, so those clients reconnect) and, when the body asks (`"count": true`), how many
+//! sockets were in those rooms cluster-wide (`null` when a replica did not answer within a
+//! second).
+//!
+//! The count is asked for, not given by default: it is a round trip to every replica through
+//! Redis, and cost 40% of the gateway's CPU per pushed message (docs/benchmarks-notes.md).
 
 use axum::{Json, extract::State};
 use serde_json::{Value, json};
@@ -24,9 +28,14 @@ pub async fn emit(
         rooms,
         event,
         data,
+        count,
     } = parse(body)?;
-    // The count asks every replica (a round trip through Redis): the push does not wait for it.
     let to = Recipient::Rooms(ns, rooms.clone());
+    if !count {
+        let emitted = live.deliver(&to, &event, &data).await?;
+        return Ok(Json(json!({ "ok": true, "dropped": emitted.dropped })));
+    }
+    // The count asks every replica: the push does not wait for it.
     let (sockets, emitted) =
         tokio::join!(live.io.count(ns, rooms), live.deliver(&to, &event, &data));
     let emitted = emitted?;
@@ -42,6 +51,8 @@ struct Push {
     rooms: Vec<String>,
     event: String,
     data: Value,
+    /// Whether the answer counts the rooms' sockets cluster-wide.
+    count: bool,
 }
 
 fn parse(body: Value) -> Result<Push, ApiError> {
@@ -74,12 +85,18 @@ fn parse(body: Value) -> Result<Push, ApiError> {
         Some(e) => e.to_owned(),
         None => return Err(invalid("event is required")),
     };
+    let count = match body.get("count") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(count)) => *count,
+        Some(_) => return Err(invalid("count must be true or false")),
+    };
     let data = body.remove("data").unwrap_or(Value::Null);
     Ok(Push {
         ns,
         rooms,
         event,
         data,
+        count,
     })
 }
 
