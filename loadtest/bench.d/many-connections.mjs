@@ -80,4 +80,12 @@ const result = {
 };
 mkdirSync(path.join(root, 'loadtest/results'), { recursive: true });
 writeFileSync(path.join(root, 'loadtest/results/many-connections.json'), JSON.stringify(result, null, 2));
-console.log(JSON.stringify(result, null, 2));
+const fmt = (v) => v.toLocaleString('en');
+const errors = held.reduce((n, h) => n + Object.values(h.errors ?? {}).reduce((a, b) => a + b, 0), 0);
+console.log(`| ${fmt(TOTAL)} idle authenticated WebSockets on ${REPLICAS} replicas, one Redis | figure |`);
+console.log('|---|---|');
+console.log(`| connected at the peak (connect errors) | ${fmt(connected)} (${fmt(errors)}) in ${connectSecs.toFixed(0)} s |`);
+for (const r of rss) console.log(`| ${r.replica}: RSS, per connection | ${fmt(Math.round(r.rss_kib / 1024))} MiB, ${fmt(r.per_connection_bytes)} B |`);
+console.log(`| replicas' CPU over a quiet ${QUIET_SECS} s (pings every 25 s) | ${result.quiet.cpu_share_of_one_core.toFixed(3)} of one core, ${result.quiet.cpu_us_per_ping.toFixed(0)} µs per ping |`);
+console.log(`| revocation through another replica, everything connected: p50 / p99 (seen / revoked) | ${result.revocation.p50_ms} / ${result.revocation.p99_ms} ms (${result.revocation.seen} / ${REVOCATIONS}) |`);
+console.log(`\nmachine: ${result.machine.cpus} x ${result.machine.model}, ${result.machine.memory_gib} GiB; command: node loadtest/bench.d/many-connections.mjs (REPLICAS=${REPLICAS}, PER_REPLICA=${PER_REPLICA}, QUIET_SECS=${QUIET_SECS})`);

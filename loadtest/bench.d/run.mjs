@@ -17,8 +17,9 @@ const hardFds = Number(execFileSync('bash', ['-c', 'ulimit -Hn']).toString().tri
 const maxIdle = n(Math.min(hardFds, 20000) - 600);
 
 const targets = {
-  gateway: { command: [GATEWAY, 'serve'], env: { RUST_LOG: 'warn,gateway::app=info', LOCATION_RATE_PER_S: '100' } },
-  peer: { command: ['node', path.join(root, 'loadtest/peers/node-socketio/server.js')], env: {} },
+  // BENCH_GATEWAY_ENV='{"NAME":"value"}' adds settings to the gateway's (trying a setting's effect).
+  gateway: { command: [GATEWAY, 'serve'], env: { RUST_LOG: 'warn,gateway::app=info', LOCATION_RATE_PER_S: '100', ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}') } },
+  peer: { command: ['node', path.join(root, 'loadtest/peers/node-socketio/server.js')], env: { LOCATION_RATE_PER_S: '100' } },
 };
 
 const loadgen = (db, args) => runLoadgen(db, args, { bin: LOADGEN });
@@ -68,45 +69,46 @@ const locationSustained = (r) => r.accepted_per_second >= 0.99 * r.offered_per_s
 const fanoutSustained = (r) => r.delivered === r.expected && r.emit_errors === 0
   && r.emits_per_second >= 0.99 * r.target_rate && r.latency.p99_ms <= SUSTAINED_P99_MS;
 
+// BENCH_ONLY=fanout,locations runs those scenarios only (for profiling one path); the report
+// needs them all, so a partial run writes loadtest/results/partial-*.json instead.
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
+const wanted = (name) => !only || only.has(name);
+
 async function bench(db, target) {
-  const log = (name, r) => console.error(`${target} ${name}: ${JSON.stringify(r, (k, v) => (k === 'curve' ? undefined : v))}`);
   const out = {};
-  out.idle10k = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['idle', '--count', String(n(10000)), '--rate', '500', '--servers', addr(a), '--server-pids', String(a.child.pid), '--settle-secs', '5']));
-  log('idle10k', out.idle10k);
-  out.idleMax = await scenario(db, target, 1, ([a]) =>
-    loadgen(db, ['idle', '--count', String(maxIdle), '--rate', '500', '--servers', addr(a), '--server-pids', String(a.child.pid), '--settle-secs', '5']));
-  log('idleMax', out.idleMax);
-  out.handshakeThroughput = await scenario(db, target, 1, ([a]) =>
+  const run = async (name, replicas, measure) => {
+    if (!wanted(name)) return;
+    out[name] = await scenario(db, target, replicas, measure);
+    const shown = out[name].best !== undefined ? out[name].best : out[name];
+    console.error(`${target} ${name}: ${JSON.stringify(shown, (k, v) => (k === 'curve' ? undefined : v))}`);
+  };
+  const idle = (a, count) => loadgen(db, ['idle', '--count', String(count), '--rate', '500', '--servers', addr(a),
+    '--server-pids', String(a.child.pid), '--settle-secs', '5']);
+  await run('idle10k', 1, ([a]) => idle(a, n(10000)));
+  await run('idleMax', 1, ([a]) => idle(a, maxIdle));
+  await run('handshakeThroughput', 1, ([a]) =>
     loadgen(db, ['handshakes', '--count', String(n(10000)), '--concurrency', '64', '--servers', addr(a), '--server-pids', String(a.child.pid)]));
-  log('handshakeThroughput', out.handshakeThroughput);
-  out.handshakeLatency = await scenario(db, target, 1, ([a]) =>
+  await run('handshakeLatency', 1, ([a]) =>
     loadgen(db, ['handshakes', '--count', String(n(5000)), '--rate', '500', '--servers', addr(a), '--server-pids', String(a.child.pid)]));
-  log('handshakeLatency', out.handshakeLatency);
   // driver:location: a fixed rate both sustain (latency), then rising rates (capacity).
   const drivers = n(1000);
   const locationsAt = (a, perDriver, secs, count = drivers) => loadgen(db, ['locations', '--drivers', String(count), '--rate', String(perDriver),
     '--window', '4', '--secs', String(secs), '--servers', addr(a), '--server-pids', String(a.child.pid)]);
-  out.locations = await scenario(db, target, 1, ([a]) => locationsAt(a, 5, 20));
-  log('locations', out.locations);
+  await run('locations', 1, ([a]) => locationsAt(a, 5, 20));
   // The ramp adds drivers rather than pushing one driver past the gateway's per-socket event
   // budget (30/s): 2,000 drivers at 1-25 updates/s each.
   const rampDrivers = n(2000);
-  out.locationCapacity = await scenario(db, target, 1, ([a]) =>
+  await run('locationCapacity', 1, ([a]) =>
     ramp([1, 2.5, 5, 7.5, 10, 12.5, 15, 17.5, 20, 25], (perDriver) => locationsAt(a, perDriver, 10, rampDrivers), locationSustained));
-  log('locationCapacity', out.locationCapacity.best);
   // Fan-out across replicas: the same, pushes through A to passengers on B and C.
   const fanoutAt = (a, b, c, rate, secs) => loadgen(db, ['fanout', '--receivers', String(n(2000)), '--servers', `${addr(b)},${addr(c)}`,
     '--emit-url', a.internalUrl, '--rate', String(rate), '--rooms-per-emit', '10', '--secs', String(secs),
     '--server-pids', [a, b, c].map((r) => r.child.pid).join(',')]).then((r) => ({ ...r, target_rate: rate }));
-  out.fanout = await scenario(db, target, 3, ([a, b, c]) => fanoutAt(a, b, c, 200, 15));
-  log('fanout', out.fanout);
-  out.fanoutCapacity = await scenario(db, target, 3, ([a, b, c]) =>
+  await run('fanout', 3, ([a, b, c]) => fanoutAt(a, b, c, 200, 15));
+  await run('fanoutCapacity', 3, ([a, b, c]) =>
     ramp([200, 500, 1000, 2000, 4000, 6000, 8000, 10000, 12000, 15000], (rate) => fanoutAt(a, b, c, rate, 10), fanoutSustained));
-  log('fanoutCapacity', out.fanoutCapacity.best);
-  out.revocation = await scenario(db, target, 3, ([a, b, c]) =>
+  await run('revocation', 3, ([a, b, c]) =>
     loadgen(db, ['revocations', '--sockets', String(n(10000)), '--revocations', String(n(300)), '--servers', `${addr(b)},${addr(c)}`, '--revoke-url', a.internalUrl, '--rate', '30']));
-  log('revocation', out.revocation);
   return out;
 }
 
@@ -116,7 +118,7 @@ const version = (cmd, args) => {
 const resultsDir = path.join(root, 'loadtest/results');
 mkdirSync(resultsDir, { recursive: true });
 const peerPkg = JSON.parse(readFileSync(path.join(root, 'loadtest/peers/node-socketio/package-lock.json'), 'utf8')).packages;
-writeFileSync(path.join(resultsDir, 'machine.json'), JSON.stringify({
+if (!only) writeFileSync(path.join(resultsDir, 'machine.json'), JSON.stringify({
   date: new Date().toISOString(),
   cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
   kernel: os.release(), fdHardLimit: hardFds, scale,
@@ -129,9 +131,9 @@ writeFileSync(path.join(resultsDir, 'machine.json'), JSON.stringify({
 const db = await createDatabase();
 try {
   await loadgen(db, ['seed', '--drivers', String(Math.max(maxIdle, n(10000))), '--passengers', String(n(2000)), '--admins', '1']);
-  for (const target of ['gateway', 'peer']) {
+  for (const target of (process.env.BENCH_TARGETS ?? 'gateway,peer').split(',')) {
     const result = await bench(db, target);
-    writeFileSync(path.join(resultsDir, `${target}.json`), JSON.stringify(result, null, 2));
+    writeFileSync(path.join(resultsDir, `${only ? 'partial-' : ''}${target}.json`), JSON.stringify(result, null, 2));
   }
 } finally {
   await db.drop();

@@ -242,6 +242,36 @@ pub struct LocationResult {
 
 /// Drivers send `driver:location` with acks at `rate` a second each, for `duration`, each with at
 /// most `window` updates unanswered.
+/// Ack id of the `driver:status` a locations run starts with (reports count from 0; ack ids
+/// must fit a signed 64-bit integer).
+const ONLINE_ACK: u64 = 1 << 40;
+
+/// Sets a driver ONLINE and waits for the answer.
+async fn go_online(client: &mut Client) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        client
+            .emit_with_ack(ONLINE_ACK, "driver:status", r#"{"status":"ONLINE"}"#)
+            .await,
+        "a driver closed before going ONLINE"
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.incoming.recv().await {
+                Some(Incoming::Ack { id, args }) if id == ONLINE_ACK => return Some(args),
+                Some(Incoming::Closed) | None => return None,
+                Some(_) => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer to driver:status ONLINE within 10 s"))?;
+    match answer {
+        Some(args) if args.starts_with("[{\"ok\":true") => Ok(()),
+        Some(args) => anyhow::bail!("driver:status ONLINE refused: {args}"),
+        None => anyhow::bail!("a driver closed before answering driver:status ONLINE"),
+    }
+}
+
 pub async fn locations(
     t: &Targets,
     drivers: u32,
@@ -250,8 +280,14 @@ pub async fn locations(
     duration: Duration,
     server_pids: &[u32],
 ) -> anyhow::Result<LocationResult> {
-    let opened = open_many(t, Kind::Driver, 0, drivers, None, 500).await?;
+    let mut opened = open_many(t, Kind::Driver, 0, drivers, None, 500).await?;
     let connected = opened.clients.len();
+    // ONLINE first, so that each report also moves the driver in the geo index, as in service.
+    let online = opened
+        .clients
+        .iter_mut()
+        .map(|(_, client)| go_online(client));
+    futures::future::try_join_all(online).await?;
     let cpu = CpuMeter::start(server_pids);
     let mut tasks = JoinSet::new();
     for (i, mut client) in opened.clients {

@@ -1,14 +1,18 @@
 // Reference peer of the gateway for load tests: Node's Socket.IO 4.8 with the Redis adapter,
 // behaving like `gateway serve` (cluster mode) for the parts the benchmark exercises: the
-// handshake of the three namespaces, `driver:location`, session revocation and generic emit.
-// See README.md for what is deliberately left out.
+// handshake of the three namespaces, `driver:location` and `driver:status` (with the gateway's own
+// Lua scripts, so the Redis side of a position is the same work), session revocation and generic
+// emit. See README.md for what is deliberately left out.
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createAdapter as createStreamsAdapter } from '@socket.io/redis-streams-adapter';
-import { createClient } from 'redis';
+import { createClient, defineScript } from 'redis';
 import pg from 'pg';
 import jwt from 'jsonwebtoken';
 
@@ -32,14 +36,25 @@ function required(env, name) {
   return value;
 }
 
-function positiveInt(env, name, fallback) {
+/** An integer >= `min`; `expected` says what it counts, as the gateway's message does. */
+function integer(env, name, fallback, { min = 1, expected = 'a positive number of milliseconds' } = {}) {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) {
-    throw new ConfigError(`${name} expected a positive number of milliseconds, got ${JSON.stringify(raw)}`);
+  // Digits only, as Rust's integer parse takes them (no `1e3`, no `0x10`).
+  const n = /^\+?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(`${name} expected ${expected}, got ${JSON.stringify(raw)}`);
   }
   return n;
+}
+
+const positiveInt = (env, name, fallback) => integer(env, name, fallback);
+
+/** The key prefix, refused where the gateway refuses it (braces would become every key's hash tag). */
+function keyPrefix(env) {
+  const prefix = env.REDIS_PREFIX || 'gateway';
+  if (/[\s#{}]/.test(prefix)) throw new ConfigError("REDIS_PREFIX must not contain whitespace, '#', '{' or '}'");
+  return prefix;
 }
 
 /** `host:port` or `[v6]:port`, port 0 meaning ephemeral. */
@@ -60,7 +75,7 @@ function loadConfig(env) {
     databaseUrl: env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/gateway',
     // The gateway runs a single replica without Redis; the peer only exists in cluster mode.
     redisUrl: required(env, 'REDIS_URL'),
-    prefix: env.REDIS_PREFIX || 'gateway',
+    prefix: keyPrefix(env),
     jwtSecret: required(env, 'JWT_SECRET'),
     jwtIssuer: env.JWT_ISSUER || undefined,
     jwtAudience: env.JWT_AUDIENCE || undefined,
@@ -69,6 +84,9 @@ function loadConfig(env) {
     pingInterval: positiveInt(env, 'PING_INTERVAL_MS', 25000),
     pingTimeout: positiveInt(env, 'PING_TIMEOUT_MS', 20000),
     maxPayload,
+    // The gateway's settings (gateway/src/settings.rs) and defaults for `driver:location`.
+    locationRatePerS: integer(env, 'LOCATION_RATE_PER_S', 10, { expected: 'a positive integer' }),
+    locationStreamMaxlen: integer(env, 'LOCATION_STREAM_MAXLEN', 100000, { min: 0, expected: 'a number of entries' }),
     // `streams`: Socket.IO's connection state recovery over @socket.io/redis-streams-adapter (the
     // churn benchmark's peer with recovery); unset: the Redis adapter, no recovery.
     recovery: env.PEER_RECOVERY === 'streams',
@@ -231,7 +249,8 @@ function installNamespace(io, nsp, pool, config) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// `driver:location` (docs/events.md): validate, store the last position, forward to admins.
+// `driver:status` and `driver:location` (docs/events.md, gateway/src/realtime/drivers.rs): the
+// gateway's validation, its Lua scripts on its key names, its forwards and its answers.
 
 class InvalidPayload extends Error {}
 
@@ -272,11 +291,17 @@ function isRfc3339(s) {
     && hour <= 23 && minute <= 59 && second <= 60 && offsetOk;
 }
 
-function validateLocation(payload) {
+/** `payload must be ...` as the gateway's `object()` says it. */
+function payloadObject(payload) {
   if (payload === undefined) throw new InvalidPayload('payload must be valid JSON');
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw new InvalidPayload('payload must be a JSON object');
   }
+  return payload;
+}
+
+function validateLocation(payload) {
+  payloadObject(payload);
   const lat = requiredInRange(payload, 'lat', -90, 90);
   const lng = requiredInRange(payload, 'lng', -180, 180);
   const heading = number(payload, 'heading');
@@ -290,48 +315,165 @@ function validateLocation(payload) {
   return { lat, lng, heading: heading ?? null, speed: speed ?? null, accuracy: accuracy ?? null, recordedAt: recordedAt ?? null };
 }
 
+/** shared/src/events.rs `DriverStatus`. */
+const DRIVER_STATUSES = ['ONLINE', 'BUSY', 'OFFLINE'];
+
+function validateStatus(payload) {
+  const status = field(payloadObject(payload), 'status');
+  if (status === undefined) throw new InvalidPayload('status is required');
+  if (!DRIVER_STATUSES.includes(status)) throw new InvalidPayload('status must be ONLINE, BUSY or OFFLINE');
+  return status;
+}
+
 const fail = (code, message) => ({ ok: false, error: { code, message } });
+// gateway/src/realtime/ack.rs: the texts of the codes that carry no detail.
+const RATE_LIMITED = fail('RATE_LIMITED', 'too many events; slow down');
+const UNAVAILABLE = fail('UNAVAILABLE', 'service unavailable, retry');
+
+// Keys (gateway/src/state/keys.rs). A driver's hash, rate window and geo index part share the
+// hash tag `{dN}`, so each script call touches one slot, on a Redis Cluster too.
+const DRIVER_SHARDS = 16;
+
+/** FNV-1a 32-bit over the UTF-8 bytes, as `driver_shard` (stable across releases). */
+function driverShard(driverId) {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(driverId, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash % DRIVER_SHARDS;
+}
+
+function driverKeys(prefix, driverId) {
+  const tag = `${prefix}:{d${driverShard(driverId)}}`;
+  return { driver: `${tag}:driver:${driverId}`, rate: `${tag}:rate:${driverId}`, geo: `${tag}:drivers-geo` };
+}
+
+/** Redis' geo index takes latitudes within this bound (gateway/src/state/geo.rs); beyond, stored only. */
+const MAX_INDEXED_LAT = '85.05112878';
+
+// The gateway's own scripts, read where the gateway compiles them in: the Redis side of a status
+// change or a position is the same work by construction, whatever the language around it.
+const LUA_DIR = fileURLToPath(new URL('../../../gateway/src/state/lua/', import.meta.url));
+
+function gatewayScript(name, numberOfKeys) {
+  return defineScript({
+    NUMBER_OF_KEYS: numberOfKeys,
+    SCRIPT: readFileSync(path.join(LUA_DIR, `${name}.lua`), 'utf8'),
+    transformArguments: (keys, args) => [...keys, ...args],
+  });
+}
+
+/** The state client's scripts (EVALSHA, falling back to EVAL when Redis has forgotten them). */
+function stateScripts() {
+  return {
+    // One report per call: node-redis writes the calls of one tick together (its pipelining is
+    // the peer's batching; the gateway packs a batch into one call instead).
+    recordLocations: gatewayScript('record_locations', 3),
+    appendLocations: gatewayScript('append_locations', 1),
+    setStatus: gatewayScript('set_status', 2),
+  };
+}
+
+const optional = (v) => (v === null ? '' : String(v));
+
+/** Rate window, last position, status default, geo index; `null` when rate-limited, else the active trip. */
+async function recordLocation(state, config, driverId, p) {
+  const keys = driverKeys(config.prefix, driverId);
+  const [stored, tripId, passengerId] = await state.recordLocations(
+    [keys.driver, keys.rate, keys.geo],
+    [
+      String(config.locationRatePerS), MAX_INDEXED_LAT,
+      driverId, String(p.lat), String(p.lng), optional(p.heading), optional(p.speed),
+      optional(p.accuracy), optional(p.recordedAt), p.at,
+    ],
+  );
+  if (stored !== 1) return null;
+  return { trip: tripId && passengerId ? { tripId, passengerId } : undefined };
+}
+
+/** The accepted position to the capped stream backends read (`LOCATION_STREAM_MAXLEN` 0: none). */
+async function appendLocation(state, config, driverId, p) {
+  if (config.locationStreamMaxlen === 0) return;
+  await state.appendLocations(
+    [`${config.prefix}:driver-locations`],
+    [
+      String(config.locationStreamMaxlen),
+      driverId, String(p.lat), String(p.lng), optional(p.heading), optional(p.speed), optional(p.recordedAt), p.at,
+    ],
+  );
+}
+
+/** Sets the status and keeps the geo index in step; the previous status (none: OFFLINE). */
+async function setStatus(state, config, driverId, status, at) {
+  const keys = driverKeys(config.prefix, driverId);
+  const previous = await state.setStatus([keys.driver, keys.geo], [driverId, status, at, MAX_INDEXED_LAT]);
+  return DRIVER_STATUSES.includes(previous) ? previous : 'OFFLINE';
+}
+
+/** Emitted without a payload, the callback comes first; without a callback, answers go nowhere. */
+function payloadAndAnswer(payload, ack) {
+  if (typeof payload === 'function') [payload, ack] = [undefined, payload];
+  return [payload, typeof ack === 'function' ? ack : () => {}];
+}
 
 function installDriverEvents(io, drivers, state, config) {
   // Driver id -> epoch second of its last forward: "the first of each second per driver,
-  // decided on the driver's replica" (here: in this process' memory, by its clock).
+  // decided on the driver's replica" (in this process' memory, by its clock, as the gateway).
   const forwarded = new Map();
   const admins = io.of('/admin');
+  const passengers = io.of('/passengers');
+
+  async function onStatus(driverId, payload, answer) {
+    let status;
+    try {
+      status = validateStatus(payload);
+    } catch (err) {
+      return answer(fail('INVALID_PAYLOAD', err.message));
+    }
+    const at = new Date().toISOString();
+    let previous;
+    try {
+      previous = await setStatus(state, config, driverId, status, at);
+    } catch (err) {
+      log('ERROR', 'client event failed: state unavailable', { event: 'driver:status', error: err.message });
+      return answer(UNAVAILABLE);
+    }
+    if (previous !== status) admins.to('admin:all').emit('driver:status_changed', { driverId, status, at });
+    answer({ ok: true, status });
+  }
+
+  async function onLocation(driverId, payload, answer) {
+    let position;
+    try {
+      position = { ...validateLocation(payload), at: new Date().toISOString() };
+    } catch (err) {
+      return answer(fail('INVALID_PAYLOAD', err.message));
+    }
+    let accepted;
+    try {
+      accepted = await recordLocation(state, config, driverId, position);
+      // Stored but not in the stream is answered UNAVAILABLE too: the driver retries, the retry gets there.
+      if (accepted) await appendLocation(state, config, driverId, position);
+    } catch (err) {
+      log('ERROR', 'client event failed: state unavailable', { event: 'driver:location', error: err.message });
+      return answer(UNAVAILABLE);
+    }
+    if (!accepted) return answer(RATE_LIMITED);
+    const { lat, lng, heading, speed, at } = position;
+    const second = Math.floor(Date.now() / 1000);
+    if (forwarded.get(driverId) !== second) {
+      forwarded.set(driverId, second);
+      admins.to('admin:all').emit('driver:location', { driverId, lat, lng, heading, speed, at });
+    }
+    if (accepted.trip) {
+      const { tripId, passengerId } = accepted.trip;
+      passengers.to(`passenger:${passengerId}`).emit('trip:driver_location', { tripId, driverId, lat, lng, heading, speed, at });
+    }
+    answer({ ok: true });
+  }
 
   drivers.on('connection', (socket) => {
     const driverId = socket.data.userId;
-    socket.on('driver:location', async (payload, ack) => {
-      // Emitted without a payload, the callback comes first.
-      if (typeof payload === 'function') [payload, ack] = [undefined, payload];
-      const answer = typeof ack === 'function' ? ack : () => {};
-      let position;
-      try {
-        position = validateLocation(payload);
-      } catch (err) {
-        return answer(fail('INVALID_PAYLOAD', err.message));
-      }
-      const at = new Date().toISOString();
-      const blank = (v) => (v === null ? '' : String(v));
-      try {
-        await state.hSet(`${config.prefix}:driver:${driverId}`, {
-          lat: String(position.lat),
-          lng: String(position.lng),
-          heading: blank(position.heading),
-          speed: blank(position.speed),
-          at,
-        });
-      } catch (err) {
-        log('WARN', 'position not stored', { error: err.message });
-        return answer(fail('UNAVAILABLE', 'the state store is unreachable; retry'));
-      }
-      const second = Math.floor(Date.now() / 1000);
-      if (forwarded.get(driverId) !== second) {
-        forwarded.set(driverId, second);
-        const { lat, lng, heading, speed } = position;
-        admins.to('admin:all').emit('driver:location', { driverId, lat, lng, heading, speed, at });
-      }
-      answer({ ok: true });
-    });
+    socket.on('driver:status', (payload, ack) => onStatus(driverId, ...payloadAndAnswer(payload, ack)));
+    socket.on('driver:location', (payload, ack) => onLocation(driverId, ...payloadAndAnswer(payload, ack)));
     socket.on('disconnect', () => {
       // The socket has left its rooms by now: forget the driver once no local socket is left.
       if (!drivers.adapter.rooms.has(`driver:${driverId}`)) forwarded.delete(driverId);
@@ -542,6 +684,7 @@ function redisClient(role, options) {
 }
 
 async function start(config) {
+  const scripts = stateScripts();
   const app = {
     config,
     io: null,
@@ -549,8 +692,9 @@ async function start(config) {
     pool: new pg.Pool({ connectionString: config.databaseUrl, max: 16, connectionTimeoutMillis: 2000 }),
     pub: redisClient('adapter-pub', { url: config.redisUrl }),
     sub: redisClient('adapter-sub', { url: config.redisUrl }),
-    // Positions go through their own connection; it fails fast rather than queue while Redis is down.
-    state: redisClient('state', { url: config.redisUrl, disableOfflineQueue: true }),
+    // Statuses and positions go through their own connection; it fails fast rather than queue
+    // while Redis is down.
+    state: redisClient('state', { url: config.redisUrl, disableOfflineQueue: true, scripts }),
   };
   app.pool.on('error', (err) => log('WARN', 'idle database connection failed', { error: err.message }));
 
@@ -562,6 +706,8 @@ async function start(config) {
 
   // A Redis that is down at start-up is no configuration error: connect() retries until it is up.
   await Promise.all([app.pub.connect(), app.sub.connect(), app.state.connect()]);
+  // Loaded once, so that the first reports of a run do not each carry a script's text (EVAL).
+  await Promise.all(Object.values(scripts).map(({ SCRIPT }) => app.state.scriptLoad(SCRIPT)));
   const delivery = config.recovery
     ? {
       adapter: createStreamsAdapter(app.pub, {

@@ -132,6 +132,20 @@ function refusal(socket) {
 
 const next = (socket, event) => within(new Promise((resolve) => socket.once(event, resolve)), 10000, event);
 
+/** The acknowledgement of `event`. */
+const ask = (socket, event, payload) => within(socket.emitWithAck(event, payload), 5000, `the ${event} acknowledgement`);
+
+/** The gateway's driver shard (gateway/src/state/keys.rs), ported here on its own to check the peer's. */
+function driverShard(id) {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(id, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash % 16;
+}
+
+const driverKey = (id) => `${prefix}:{d${driverShard(id)}}:driver:${id}`;
+const geoKey = (id) => `${prefix}:{d${driverShard(id)}}:drivers-geo`;
+const streamKey = () => `${prefix}:driver-locations`;
+
 async function post(peer, pathname, body, token = INTERNAL_TOKEN) {
   const res = await fetch(peer.internalUrl + pathname, {
     method: 'POST',
@@ -152,6 +166,10 @@ let redis;
 let peers = [];
 const driver = { id: randomUUID(), sids: [`sid-${uniq()}`, `sid-${uniq()}`] };
 const admin = { id: randomUUID(), sid: `sid-${uniq()}` };
+// One driver per location scenario, so that one's rate window or status does not leak into another.
+const mover = { id: randomUUID(), sid: `sid-${uniq()}` };
+const flooder = { id: randomUUID(), sid: `sid-${uniq()}` };
+const passenger = { id: randomUUID(), sid: `sid-${uniq()}` };
 
 async function seedUser(id, type, sids) {
   await pool.query('INSERT INTO users (id, user_type, status) VALUES ($1, $2, $3)', [id, type, 'ACTIVE']);
@@ -171,6 +189,9 @@ before(async () => {
   pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
   await seedUser(driver.id, 'DRIVER', driver.sids);
   await seedUser(admin.id, 'ADMIN', [admin.sid]);
+  await seedUser(mover.id, 'DRIVER', [mover.sid]);
+  await seedUser(flooder.id, 'DRIVER', [flooder.sid]);
+  await seedUser(passenger.id, 'PASSENGER', [passenger.sid]);
   redis = createClient({ url: REDIS_URL });
   await redis.connect();
   peers = await Promise.all([
@@ -226,19 +247,114 @@ test('driver:location is acknowledged, stored, and forwarded to admins on the ot
   await hello(socket);
 
   const forwarded = next(adminSocket, 'driver:location');
-  const ok = await socket.timeout(5000).emitWithAck('driver:location', { lat: 48.85, lng: 2.35, heading: 90, speed: 12.5 });
+  const ok = await ask(socket, 'driver:location', { lat: 48.85, lng: 2.35, heading: 90, speed: 12.5 });
   assert.deepEqual(ok, { ok: true });
   const seen = await forwarded;
   assert.equal(seen.driverId, driver.id);
   assert.deepEqual([seen.lat, seen.lng, seen.heading, seen.speed], [48.85, 2.35, 90, 12.5]);
 
-  const stored = await redis.hGetAll(`${prefix}:driver:${driver.id}`);
+  // The gateway's hash, under the gateway's key name: a driver never set ONLINE is OFFLINE.
+  const stored = await redis.hGetAll(driverKey(driver.id));
   assert.equal(stored.lat, '48.85');
   assert.equal(stored.lng, '2.35');
+  assert.equal(stored.accuracy, '');
   assert.equal(stored.at, seen.at);
+  assert.equal(stored.status, 'OFFLINE');
+  assert.deepEqual(await redis.geoPos(geoKey(driver.id), driver.id), [null], 'an OFFLINE driver is not in the geo index');
 
-  const bad = await socket.timeout(5000).emitWithAck('driver:location', { lat: 91, lng: 2.35 });
+  const bad = await ask(socket, 'driver:location', { lat: 91, lng: 2.35 });
   assert.deepEqual(bad, { ok: false, error: { code: 'INVALID_PAYLOAD', message: 'lat must be within [-90, 90]' } });
+});
+
+test('driver:status answers with the status and tells admins when it changed', async () => {
+  const [peerA, peerB] = peers;
+  const adminSocket = client(peerB, '/admin', { auth: { token: sign({ sub: admin.id, sid: admin.sid }) } });
+  await hello(adminSocket);
+  const socket = client(peerA, '/drivers', { auth: { token: sign({ sub: mover.id, sid: mover.sid }) } });
+  await hello(socket);
+
+  const changed = next(adminSocket, 'driver:status_changed');
+  assert.deepEqual(await ask(socket, 'driver:status', { status: 'BUSY' }), { ok: true, status: 'BUSY' });
+  const seen = await changed;
+  assert.equal(seen.driverId, mover.id);
+  assert.equal(seen.status, 'BUSY');
+  assert.equal((await redis.hGetAll(driverKey(mover.id))).statusAt, seen.at);
+
+  assert.deepEqual(await ask(socket, 'driver:status', { status: 'AWAY' }), {
+    ok: false,
+    error: { code: 'INVALID_PAYLOAD', message: 'status must be ONLINE, BUSY or OFFLINE' },
+  });
+  assert.deepEqual(await ask(socket, 'driver:status', {}), {
+    ok: false,
+    error: { code: 'INVALID_PAYLOAD', message: 'status is required' },
+  });
+});
+
+test('an ONLINE driver reporting a position is in its shard geo index and the capped stream, until OFFLINE', async () => {
+  const [peerA] = peers;
+  const socket = client(peerA, '/drivers', { auth: { token: sign({ sub: mover.id, sid: mover.sid }) } });
+  await hello(socket);
+  assert.deepEqual(await ask(socket, 'driver:status', { status: 'ONLINE' }), { ok: true, status: 'ONLINE' });
+
+  const report = { lat: 48.8566, lng: 2.3522, heading: 180, speed: 3, accuracy: 5, recordedAt: '2026-12-02T10:00:00Z' };
+  assert.deepEqual(await ask(socket, 'driver:location', report), { ok: true });
+
+  const [pos] = await redis.geoPos(geoKey(mover.id), mover.id);
+  assert.ok(pos, `driver in ${geoKey(mover.id)}`);
+  assert.ok(Math.abs(Number(pos.latitude) - report.lat) < 1e-4, `latitude ${pos.latitude}`);
+  assert.ok(Math.abs(Number(pos.longitude) - report.lng) < 1e-4, `longitude ${pos.longitude}`);
+
+  const stored = await redis.hGetAll(driverKey(mover.id));
+  assert.deepEqual(
+    [stored.status, stored.accuracy, stored.recordedAt],
+    ['ONLINE', '5', '2026-12-02T10:00:00Z'],
+  );
+  const entries = (await redis.xRange(streamKey(), '-', '+')).filter((e) => e.message.driverId === mover.id);
+  assert.equal(entries.length, 1, 'one stream entry for the one accepted report');
+  assert.deepEqual({ ...entries[0].message }, {
+    driverId: mover.id, lat: '48.8566', lng: '2.3522', heading: '180', speed: '3', recordedAt: '2026-12-02T10:00:00Z', at: stored.at,
+  });
+
+  assert.deepEqual(await ask(socket, 'driver:status', { status: 'OFFLINE' }), { ok: true, status: 'OFFLINE' });
+  assert.deepEqual(await redis.geoPos(geoKey(mover.id), mover.id), [null], 'an OFFLINE driver leaves the geo index');
+});
+
+test('a driver on a trip has its positions forwarded to the passenger, on the other peer', async () => {
+  const [peerA, peerB] = peers;
+  // What a trip write binds on the driver's hash (bind_trip.lua).
+  await redis.hSet(driverKey(mover.id), { activeTripId: 'trip-1', activePassengerId: passenger.id, activeTripVersion: '1' });
+  const rider = client(peerB, '/passengers', { auth: { token: sign({ sub: passenger.id, sid: passenger.sid }) } });
+  await hello(rider);
+  const socket = client(peerA, '/drivers', { auth: { token: sign({ sub: mover.id, sid: mover.sid }) } });
+  await hello(socket);
+
+  const forwarded = next(rider, 'trip:driver_location');
+  assert.deepEqual(await ask(socket, 'driver:location', { lat: 48.86, lng: 2.34 }), { ok: true });
+  const seen = await forwarded;
+  assert.deepEqual(
+    { ...seen, at: undefined },
+    { tripId: 'trip-1', driverId: mover.id, lat: 48.86, lng: 2.34, heading: null, speed: null, at: undefined },
+  );
+  await redis.hDel(driverKey(mover.id), ['activeTripId', 'activePassengerId', 'activeTripVersion']);
+});
+
+test('more reports than LOCATION_RATE_PER_S (10) in one second are RATE_LIMITED and not streamed', async () => {
+  const [peerA] = peers;
+  const socket = client(peerA, '/drivers', { auth: { token: sign({ sub: flooder.id, sid: flooder.sid }) } });
+  await hello(socket);
+  // 25 at once: even across a second boundary, two windows of 10 leave at least 5 refused.
+  const answers = await Promise.all(
+    Array.from({ length: 25 }, (_, i) => ask(socket, 'driver:location', { lat: 10 + i / 1000, lng: 20 })),
+  );
+  const accepted = answers.filter((a) => a.ok);
+  const refused = answers.filter((a) => !a.ok);
+  assert.ok(accepted.length >= 10 && accepted.length <= 20, `accepted ${accepted.length} of 25`);
+  assert.ok(refused.length >= 5, `refused ${refused.length} of 25`);
+  for (const answer of refused) {
+    assert.deepEqual(answer, { ok: false, error: { code: 'RATE_LIMITED', message: 'too many events; slow down' } });
+  }
+  const entries = (await redis.xRange(streamKey(), '-', '+')).filter((e) => e.message.driverId === flooder.id);
+  assert.equal(entries.length, accepted.length, 'only accepted reports reach the stream');
 });
 
 test('the internal API wants its bearer token and validates emit', async () => {
