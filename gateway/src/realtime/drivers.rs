@@ -32,7 +32,13 @@ pub async fn status<A: Adapter>(
             status,
             at,
         };
-        let _ = deliver(io, &Recipient::Admins, DRIVER_STATUS_CHANGED, &change).await;
+        let _ = Box::pin(deliver(
+            io,
+            &Recipient::Admins,
+            DRIVER_STATUS_CHANGED,
+            &change,
+        ))
+        .await;
     }
     Ok(reply([("status", json!(status))]))
 }
@@ -57,7 +63,9 @@ pub async fn location<A: Adapter>(
             speed: position.speed,
             at: position.at.clone(),
         };
-        let _ = deliver(io, &Recipient::Admins, DRIVER_LOCATION, &update).await;
+        // Boxed here and below: the adapter's broadcast is a large future, and most updates
+        // forward nothing; inline, every update's future would carry (and move) its size.
+        let _ = Box::pin(deliver(io, &Recipient::Admins, DRIVER_LOCATION, &update)).await;
     }
     if let Some(trip) = active_trip {
         let update = TripDriverLocation {
@@ -70,7 +78,7 @@ pub async fn location<A: Adapter>(
             at: position.at,
         };
         let passenger = Recipient::Passenger(trip.passenger_id);
-        let _ = deliver(io, &passenger, TRIP_DRIVER_LOCATION, &update).await;
+        let _ = Box::pin(deliver(io, &passenger, TRIP_DRIVER_LOCATION, &update)).await;
     }
     Ok(Reply::new())
 }

@@ -65,12 +65,17 @@ fn fnv1a(text: &str) -> u32 {
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// `{p}:{dN}:` for each driver shard: driver keys are named on every position report.
+    driver_shards: Vec<String>,
 }
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            driver_shards: (0..DRIVER_SHARDS)
+                .map(|shard| format!("{prefix}:{}:", Self::shard_tag(shard)))
+                .collect(),
         }
     }
 
@@ -88,7 +93,13 @@ impl Keys {
     }
 
     fn driver_key(&self, kind: &str, driver: &str) -> String {
-        self.key(&[&Self::shard_tag(driver_shard(driver)), kind, driver])
+        let shard = &self.driver_shards[driver_shard(driver) as usize];
+        let mut key = String::with_capacity(shard.len() + kind.len() + 1 + driver.len());
+        key.push_str(shard);
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(driver);
+        key
     }
 
     pub fn driver(&self, driver: &str) -> String {
@@ -105,7 +116,7 @@ impl Keys {
 
     /// The geo index part of `shard`.
     pub fn drivers_geo(&self, shard: u32) -> String {
-        self.key(&[&Self::shard_tag(shard), "drivers-geo"])
+        format!("{}drivers-geo", self.driver_shards[shard as usize])
     }
 
     /// The geo index part a driver belongs in.

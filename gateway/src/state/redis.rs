@@ -57,9 +57,12 @@ impl Named {
         if !client.is_connected() {
             return Err(StateError::Unavailable);
         }
-        let call = self
-            .script
-            .evalsha_with_reload::<Value, _, _>(client, keys, args);
+        // Boxed: fred's call is a future of kilobytes, which every caller's future would
+        // otherwise embed and move.
+        let call = Box::pin(
+            self.script
+                .evalsha_with_reload::<Value, _, _>(client, keys, args),
+        );
         Ok(leaf(redis_span("EVALSHA", self.name), call).await?)
     }
 }

@@ -1,6 +1,7 @@
 //! Position reports to Redis in batches: one script call carries the reports that arrived while
-//! earlier calls were in flight, applied in arrival order within the call (on a Redis Cluster, one
-//! call per driver shard of the batch), then one call appends the accepted ones to the stream.
+//! earlier calls were in flight, applied in arrival order within the call. On a single Redis the
+//! same call appends the accepted ones to the stream; on a Redis Cluster (where the stream is in
+//! another slot) there is one call per driver shard of the batch, then one call for the stream.
 //!
 //! Per report, the Redis client's own work (encoding the call, routing, reading the reply) was
 //! about half of the gateway's CPU for `driver:location` (callgrind, docs/benchmarks-notes.md).
@@ -41,8 +42,27 @@ pub struct LocationKeys {
 
 struct Report {
     driver: String,
-    position: Position,
+    /// The script's 8 values (driverId, lat, lng, heading, speed, accuracy, recordedAt, at),
+    /// formatted once for both calls.
+    values: [String; 8],
     answer: oneshot::Sender<Result<LocationOutcome, StateError>>,
+}
+
+/// Which of a report's values the stream keeps (all but the accuracy).
+const STREAM_VALUES: [usize; 7] = [0, 1, 2, 3, 4, 6, 7];
+
+fn values(driver: &str, p: &Position) -> [String; 8] {
+    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    [
+        driver.to_owned(),
+        p.lat.to_string(),
+        p.lng.to_string(),
+        optional(p.heading),
+        optional(p.speed),
+        optional(p.accuracy),
+        p.recorded_at.clone().unwrap_or_default(),
+        p.at.clone(),
+    ]
 }
 
 /// The handle handlers send reports through; the writer task ends when it is dropped.
@@ -66,7 +86,7 @@ impl LocationWriter {
         let (answer, outcome) = oneshot::channel();
         let report = Report {
             driver: driver.to_owned(),
-            position: position.clone(),
+            values: values(driver, position),
             answer,
         };
         let stopped = || StateError::Stopped("the location writer stopped");
@@ -113,17 +133,23 @@ struct BatchCall {
 }
 
 impl BatchCall {
-    /// Stores the batch (one call per shard on a cluster, one call on a single Redis), then
-    /// appends what was accepted to the stream, in arrival order; a report is answered once
-    /// both are done.
+    /// Stores the batch and appends what was accepted to the stream, in arrival order: one call
+    /// on a single Redis; on a cluster one call per shard, then one for the stream. A report is
+    /// answered once both are done.
     async fn write(&self, batch: Vec<Report>) {
+        let stream_in_call = !self.keys.clustered && self.keys.stream_maxlen > 0;
         let batch: Vec<(usize, Report)> = batch.into_iter().enumerate().collect();
         let groups = by_shard(self.keys.clustered, batch, |(_, r)| &r.driver);
-        let stored = join_all(groups.into_iter().map(|group| self.store(group))).await;
+        let stored = join_all(
+            groups
+                .into_iter()
+                .map(|group| self.store(group, stream_in_call)),
+        )
+        .await;
         let mut answered: Vec<(usize, Report, Result<LocationOutcome, StateError>)> =
             stored.into_iter().flatten().collect();
         answered.sort_by_key(|(arrival, ..)| *arrival);
-        if self.keys.stream_maxlen > 0 {
+        if self.keys.stream_maxlen > 0 && !stream_in_call {
             let accepted: Vec<&Report> = answered
                 .iter()
                 .filter(|(_, _, outcome)| matches!(outcome, Ok(LocationOutcome::Accepted { .. })))
@@ -145,12 +171,14 @@ impl BatchCall {
         }
     }
 
-    /// One script call for reports whose keys share a slot.
+    /// One script call for reports whose keys share a slot (and the stream, on a single Redis).
     async fn store(
         &self,
         group: Vec<(usize, Report)>,
+        with_stream: bool,
     ) -> Vec<(usize, Report, Result<LocationOutcome, StateError>)> {
-        let (redis_keys, args) = call_arguments(&self.keys, group.iter().map(|(_, r)| r));
+        let (redis_keys, args) =
+            call_arguments(&self.keys, group.iter().map(|(_, r)| r), with_stream);
         let reply = self
             .record
             .run(&self.client, redis_keys, args)
@@ -177,24 +205,10 @@ impl BatchCall {
     }
 
     async fn append(&self, accepted: &[&Report]) -> Result<(), StateError> {
-        let mut args = Vec::with_capacity(1 + 7 * accepted.len());
+        let mut args = Vec::with_capacity(1 + STREAM_VALUES.len() * accepted.len());
         args.push(self.keys.stream_maxlen.to_string());
-        let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        for Report {
-            driver,
-            position: p,
-            ..
-        } in accepted
-        {
-            args.extend([
-                driver.clone(),
-                p.lat.to_string(),
-                p.lng.to_string(),
-                optional(p.heading),
-                optional(p.speed),
-                p.recorded_at.clone().unwrap_or_default(),
-                p.at.clone(),
-            ]);
+        for report in accepted {
+            args.extend(STREAM_VALUES.map(|i| report.values[i].clone()));
         }
         self.append
             .run(&self.client, vec![self.keys.keys.driver_locations()], args)
@@ -205,32 +219,24 @@ impl BatchCall {
 
 fn call_arguments<'a>(
     keys: &LocationKeys,
-    reports: impl Iterator<Item = &'a Report>,
+    reports: impl ExactSizeIterator<Item = &'a Report>,
+    with_stream: bool,
 ) -> (Vec<String>, Vec<String>) {
-    let mut redis_keys = Vec::new();
-    let mut args = vec![keys.rate_per_s.to_string(), MAX_INDEXED_LAT.to_string()];
-    let optional = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for Report {
-        driver,
-        position: p,
-        ..
-    } in reports
-    {
+    let mut redis_keys = Vec::with_capacity(3 * reports.len() + 1);
+    let mut args = Vec::with_capacity(3 + 8 * reports.len());
+    args.extend([keys.rate_per_s.to_string(), MAX_INDEXED_LAT.to_string()]);
+    for report in reports {
+        let driver = &report.driver;
         redis_keys.extend([
             keys.keys.driver(driver),
             keys.keys.location_rate(driver),
             keys.keys.driver_geo(driver),
         ]);
-        args.extend([
-            driver.clone(),
-            p.lat.to_string(),
-            p.lng.to_string(),
-            optional(p.heading),
-            optional(p.speed),
-            optional(p.accuracy),
-            p.recorded_at.clone().unwrap_or_default(),
-            p.at.clone(),
-        ]);
+        args.extend(report.values.iter().cloned());
+    }
+    if with_stream {
+        redis_keys.push(keys.keys.driver_locations());
+        args.push(keys.stream_maxlen.to_string());
     }
     (redis_keys, args)
 }

@@ -1,12 +1,17 @@
 -- Position reports of drivers of one shard (one slot), applied in order in one call.
--- KEYS: per report, the driver hash, its rate window and its shard's geo index part.
+-- KEYS: per report, the driver hash, its rate window and its shard's geo index part; then,
+--       optionally (a single Redis, where every key is on the one server), the stream the
+--       accepted positions are appended to.
 -- ARGV: rate/s, max indexable |lat|, then per report 8 values: driverId, lat, lng, heading,
---       speed, accuracy, recordedAt, at. Absent optional values are ''.
+--       speed, accuracy, recordedAt, at (absent optional values are ''); then, with the stream,
+--       its approximate maxlen.
 -- Returns 3 values per report: 1 stored / 0 rate-limited, activeTripId, activePassengerId.
 local second = redis.call('TIME')[1]
 local rate, max_lat = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reports = math.floor(#KEYS / 3)
+local stream, maxlen = KEYS[3 * reports + 1], ARGV[3 + 8 * reports]
 local out = {}
-for i = 0, #KEYS / 3 - 1 do
+for i = 0, reports - 1 do
   local driver_key, rate_key, geo_key = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
   local a = 2 + 8 * i
   local driver, lat, lng, heading, speed, accuracy, recorded_at, at =
@@ -29,6 +34,11 @@ for i = 0, #KEYS / 3 - 1 do
     local st = redis.call('HMGET', driver_key, 'status', 'activeTripId', 'activePassengerId')
     if st[1] == 'ONLINE' and math.abs(tonumber(lat)) <= max_lat then
       redis.call('GEOADD', geo_key, lng, lat, driver)
+    end
+    if stream then
+      -- As append_locations.lua does on a cluster.
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'driverId', driver, 'lat', lat,
+        'lng', lng, 'heading', heading, 'speed', speed, 'recordedAt', recorded_at, 'at', at)
     end
     out[#out + 1] = 1
     out[#out + 1] = st[2] or ''
