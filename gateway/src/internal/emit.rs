@@ -31,13 +31,14 @@ pub async fn emit(
         count,
     } = parse(body)?;
     let to = Recipient::Rooms(ns, rooms.clone());
+    // Boxed: delivering is a future of kilobytes, and axum moves the handler's future.
+    let deliver = Box::pin(live.deliver(&to, &event, &data));
     if !count {
-        let emitted = live.deliver(&to, &event, &data).await?;
+        let emitted = deliver.await?;
         return Ok(Json(json!({ "ok": true, "dropped": emitted.dropped })));
     }
     // The count asks every replica: the push does not wait for it.
-    let (sockets, emitted) =
-        tokio::join!(live.io.count(ns, rooms), live.deliver(&to, &event, &data));
+    let (sockets, emitted) = tokio::join!(Box::pin(live.io.count(ns, rooms)), deliver);
     let emitted = emitted?;
     Ok(Json(
         json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),

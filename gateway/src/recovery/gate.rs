@@ -13,6 +13,7 @@ use fred::{
     clients::SubscriberClient,
     interfaces::{EventInterface, PubsubInterface},
 };
+use shared::namespace::Namespace;
 use socketioxide::{SendError, SocketError, adapter::Adapter, extract::SocketRef};
 use tokio::sync::{broadcast, mpsc};
 
@@ -107,9 +108,11 @@ pub async fn run_feed(
     skip: impl Fn(&Entry) -> bool + Send + 'static,
 ) {
     while let Some(entry) = entries.recv().await {
-        if !skip(&entry) {
-            deliver_locally(&io, &entry);
-        }
+        let Some(ns) = entry.namespace() else {
+            continue;
+        };
+        let room = entry.room.clone();
+        deliver_locally(&io, ns, &room, || (!skip(&entry)).then_some(entry));
     }
 }
 
@@ -137,10 +140,14 @@ pub async fn listen(
                         tracing::warn!(channel = %message.channel, "unreadable recovery entry");
                         continue;
                     };
-                    for entry in published.entries() {
-                        if !skip(&entry) {
-                            deliver_locally(&io, &entry);
-                        }
+                    let Some(ns) = Namespace::from_path(&published.ns) else {
+                        continue;
+                    };
+                    for (room, offset) in &published.kept {
+                        deliver_locally(&io, ns, room, || {
+                            let entry = published.entry(room, *offset);
+                            (!skip(&entry)).then_some(entry)
+                        });
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(lost)) => {
@@ -155,21 +162,30 @@ pub async fn listen(
     }))
 }
 
-pub fn deliver_locally(io: &Io, entry: &Entry) {
-    fn on<A: Adapter>(io: &socketioxide::SocketIo<A>, entry: &Entry) {
-        let Some(ns) = entry.namespace() else { return };
+/// Hands an entry of `room` to the gates of this replica's sockets in it. The entry is made (and
+/// `make` may skip it) only when there are some: with many replicas, most replicas hold no
+/// socket of most rooms a push names.
+pub fn deliver_locally(io: &Io, ns: Namespace, room: &str, make: impl FnOnce() -> Option<Entry>) {
+    fn on<A: Adapter>(
+        io: &socketioxide::SocketIo<A>,
+        ns: Namespace,
+        room: &str,
+        make: impl FnOnce() -> Option<Entry>,
+    ) {
         let Some(op) = io.of(ns.path()) else { return };
-        let sockets = op.local().within(entry.room.clone()).sockets();
-        if !sockets.is_empty() {
-            metrics::emit(ns, &entry.event);
+        let sockets = op.local().within(room.to_owned()).sockets();
+        if sockets.is_empty() {
+            return;
         }
+        let Some(entry) = make() else { return };
+        metrics::emit(ns, &entry.event);
         for s in sockets {
             if let Some(gate) = s.extensions.get::<Arc<Gate>>() {
-                gate.offer(entry, |e| send(&s, e));
+                gate.offer(&entry, |e| send(&s, e));
             }
         }
     }
-    on_io!(io, io => on(io, entry))
+    on_io!(io, io => on(io, ns, room, make))
 }
 
 #[cfg(test)]

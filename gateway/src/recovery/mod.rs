@@ -72,19 +72,14 @@ pub struct Published {
 }
 
 impl Published {
-    pub fn entries(self) -> impl Iterator<Item = Entry> {
-        let Self {
-            ns,
-            event,
-            kept,
-            data,
-        } = self;
-        kept.into_iter().map(move |(room, offset)| Entry {
-            ns: ns.clone(),
-            room,
-            event: event.clone(),
-            data: data.clone(),
+    /// The entry of one of the rooms kept.
+    pub fn entry(&self, room: &str, offset: Offset) -> Entry {
+        Entry {
+            ns: self.ns.clone(),
+            room: room.to_owned(),
+            event: self.event.clone(),
+            data: self.data.clone(),
             offset,
-        })
+        }
     }
 }
