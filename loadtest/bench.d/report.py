@@ -65,6 +65,11 @@ rv_g, rv_p = g["revocation"], p["revocation"]
 row(f"revocation latency p50, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p50_ms"], rv_p["latency"]["p50_ms"], f2, "")
 row(f"revocation latency p99, {rv_g['connected']:,} sockets connected (ms)", rv_g["latency"]["p99_ms"], rv_p["latency"]["p99_ms"], f2, "≤ 0.5x peer")
 lo_g, lo_p = g["locations"], p["locations"]
+# The per-operation targets (performance issue): server CPU for the same work, from the fixed-rate runs.
+row(f"server CPU per driver:location with ack at {lo_g['offered_per_second']:,.0f}/s, same work (µs)",
+    lo_g["cpu_per_update"]["servers_us"], lo_p["cpu_per_update"]["servers_us"], f1, "≤ 0.2x peer")
+row(f"server CPU per delivered fan-out message at {rate_label}, three replicas (µs)",
+    fo_g["cpu_per_message"]["servers_us"], fo_p["cpu_per_message"]["servers_us"], f1, "≤ 0.2x peer")
 row(f"driver:location capacity with acks, one replica (updates/s, {SUSTAINED})", capacity(g["locationCapacity"], "accepted_per_second"), capacity(p["locationCapacity"], "accepted_per_second"), f0, "≥ 5x peer")
 row(f"driver:location ack p99 at a fixed {lo_g['offered_per_second']:,.0f}/s (ms)", lo_g["ack"]["p99_ms"], lo_p["ack"]["p99_ms"], f2, "")
 
@@ -159,6 +164,68 @@ plt.close()
 table = "\n".join(f"| {m} | {a} | {b} | {r} | {t} |" for m, a, b, r, t in rows)
 loss_g, loss_p = losses(g), losses(p)
 loss_table = "\n".join(f"| {k} | {loss_g[k]:,} | {loss_p[k]:,} |" for k in loss_g)
+# The scenarios beyond the side-by-side table (loadtest/bench runs each, after run.mjs): what
+# each measures, and the table it printed in this run.
+MORE = [
+    ("many-connections", "100,000 connections on this machine",
+     "Six cluster-mode replicas on one Redis, one loadgen process per replica over 127.0.0.x, every connection an "
+     "idle authenticated WebSocket (each process here is capped at 20,000 open files)."),
+    ("fanout-cluster", "Fan-out on one Redis and on a Redis Cluster",
+     "Three release replicas, 2,000 passengers on two of them, pushes to 10 rooms each through the third at rising "
+     "rates, on one Redis and on a local Redis Cluster of three masters."),
+    ("churn", "Churn: passengers dropping every 5-15 s while pushes flow",
+     "The official socket.io-client reconnecting by itself through three replicas: the gateway with recovery "
+     "(`auth.offset`) and without, the peer, and the peer with Socket.IO's connection state recovery."),
+    ("roll", "Rolling update: one replica drained under load",
+     "Three replicas holding drivers, one sent SIGTERM as Kubernetes does; the old behaviour (every socket dropped "
+     "at once) against the defaults (disconnects spread over `DRAIN_SPREAD_MS`)."),
+    ("crash-storm", "A replica crashes: its clients reconnecting at the same instant",
+     "Three replicas holding drivers, one sent SIGKILL; with handshake shedding (`MAX_PENDING_HANDSHAKES`) and "
+     "without."),
+    ("chaos", "Chaos: a replica killed, Redis restarted empty, PostgreSQL frozen, under load",
+     "Driver apps under steady load through three faults in turn; every count's goal is zero."),
+    ("limits-cost", "What the per-user limits cost a handshake",
+     "One cluster-mode replica, the defaults (`MAX_SOCKETS_PER_USER=5`, `HANDSHAKE_RATE_PER_USER=10`) against both "
+     "off, alternating over rounds."),
+    ("revalidation-cost", "What session re-validation costs",
+     "One replica holding sockets of distinct users, with a round every second against re-validation off."),
+    ("tracing-cost", "What trace export costs",
+     "One replica without an exporter and with one exporting every span to an OTLP/HTTP sink on this machine."),
+]
+
+
+def polling_table():
+    """Polling connections' memory, gateway and peer, from the two idle-memory.mjs runs."""
+    runs = {}
+    for target in ("gateway", "peer"):
+        f = RESULTS / f"idle-polling-{target}.json"
+        if f.exists() and f.read_text().strip():
+            runs[target] = json.loads(f.read_text().strip().splitlines()[-1])
+    if len(runs) < 2:
+        return "*(not run: `loadtest/bench` with `BENCH_MORE=0`)*"
+    g_, p_ = runs["gateway"], runs["peer"]
+    return "\n".join([
+        f"| idle clients held on HTTP long-polling (official socket.io-client) | gateway | peer | gateway/peer |",
+        "|---|---|---|---|",
+        f"| server RSS per connection, {g_['connected']:,} / {p_['connected']:,} connected (KB) | "
+        f"{g_['bytes_per_connection'] / 1024:,.1f} | {p_['bytes_per_connection'] / 1024:,.1f} | "
+        f"{ratio(g_['bytes_per_connection'], p_['bytes_per_connection'])} |",
+        "",
+        "Command: `TARGET=gateway|peer TRANSPORT=polling node loadtest/bench.d/idle-memory.mjs`.",
+    ])
+
+
+def more_sections():
+    parts = ["## Polling connections' memory", "", polling_table(), ""]
+    for name, title, what in MORE:
+        f = RESULTS / f"{name}.md"
+        table = f.read_text().strip() if f.exists() and f.read_text().strip() else \
+            "*(not run: `loadtest/bench` with `BENCH_MORE=0`)*"
+        parts += [f"## {title}", "", what, "", table, ""]
+    return "\n".join(parts)
+
+
+duration = (RESULTS / "duration.txt").read_text().strip() if (RESULTS / "duration.txt").exists() else "unknown"
 notes_path = DOCS / "benchmarks-notes.md"
 notes = notes_path.read_text() if notes_path.exists() else ""
 
@@ -219,5 +286,12 @@ before and after the run (everything shares the same cores, so the total bounds 
 
 {cpu_table(("fanout", "cpu_per_message"), f"µs of CPU per fan-out message at {rate_label} (three replicas)")}
 
+# More scenarios, from the same run
+
+Each is one script under `loadtest/bench.d/` (the chaos run: `loadtest/chaos/run.mjs`), run by `loadtest/bench`
+after the side-by-side table; its JSON is in `loadtest/results/`, and what it printed is below. The whole run took
+{duration}.
+
+{more_sections()}
 {notes}
 """)

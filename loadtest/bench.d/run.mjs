@@ -13,8 +13,9 @@ const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gatew
 const scale = Number(process.env.BENCH_SCALE ?? 1);
 const n = (x) => Math.max(10, Math.round(x * scale));
 const hardFds = Number(execFileSync('bash', ['-c', 'ulimit -Hn']).toString().trim());
-// The most connections one process can hold here: leave room for listeners, pools and logs.
-const maxIdle = n(Math.min(hardFds, 20000) - 600);
+// The most connections one process can hold here, the same count for both: the gateway keeps
+// 1,024 descriptors for itself (listeners, pools, logs) and refuses connections beyond the rest.
+const maxIdle = n(Math.min(hardFds, 20000) - 1100);
 
 const targets = {
   // BENCH_GATEWAY_ENV='{"NAME":"value"}' adds settings to the gateway's (trying a setting's effect).
