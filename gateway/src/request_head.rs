@@ -3,7 +3,7 @@
 //! Engine.IO keeps the opening request's head for the life of the session. Two things made that
 //! expensive. hyper parses the URI and header values as slices of the connection's read buffer
 //! (8 KB or more), so every connected socket pinned that whole buffer: about 16 KB per idle
-//! WebSocket, measured with a heap profile (docs/benchmarks-notes.md). And every header stayed,
+//! WebSocket, measured with a heap profile (docs/performance-history.md). And every header stayed,
 //! however large: a client sending 360 KB of headers held 419 KB per socket. The copy made here
 //! keeps the URI and only the headers something reads (below), in allocations of their own, so
 //! the buffer goes as soon as the request is parsed. It runs after CORS, which reads the rest.

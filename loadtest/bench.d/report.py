@@ -170,7 +170,7 @@ MORE = [
     ("many-connections", "100,000 connections on this machine",
      "Six cluster-mode replicas on one Redis, one loadgen process per replica over 127.0.0.x, every connection an "
      "idle authenticated WebSocket (each process here is capped at 20,000 open files)."),
-    ("fanout-cluster", "Fan-out on one Redis and on a Redis Cluster",
+    ("fanout-cluster", "Fan-out on a Redis Cluster",
      "Three release replicas, 2,000 passengers on two of them, pushes to 10 rooms each through the third at rising "
      "rates, on one Redis and on a local Redis Cluster of three masters."),
     ("churn", "Churn: passengers dropping every 5-15 s while pushes flow",
@@ -215,8 +215,29 @@ def polling_table():
     ])
 
 
+def callgrind_table():
+    """Instructions per operation inside the gateway, from the two callgrind.mjs runs."""
+    rows_ = []
+    for scenario, key, what in (("locations", "instructions_per_update", "per driver:location with ack (one replica)"),
+                                ("fanout", "instructions_per_push", "per push to 10 rooms (three replicas)")):
+        f = RESULTS / f"callgrind-{scenario}.json"
+        if not (f.exists() and f.read_text().strip().startswith("{")):
+            continue
+        counts = json.loads(f.read_text())[key]
+        for replica, c in counts.items():
+            roles = {"A": "replica A, which takes the push", "B": "replica B, which delivers half of it"}
+            role = "the replica" if scenario == "locations" else roles.get(replica, replica)
+            rows_.append(f"| {what}: {role} | {c['per_operation']:,} |")
+    if not rows_:
+        return "*(not run: `loadtest/bench` with `BENCH_MORE=0`)*"
+    return "\n".join(["| gateway instructions (valgrind callgrind, steady state) | per operation |", "|---|---|", *rows_, "",
+                      "Command: `SCENARIO=locations|fanout node loadtest/bench.d/callgrind.mjs` (dumps in `/tmp/callgrind`, "
+                      "read with `callgrind_annotate --inclusive=yes`)."])
+
+
 def more_sections():
-    parts = ["## Polling connections' memory", "", polling_table(), ""]
+    parts = ["## Instructions per operation", "", callgrind_table(), "",
+             "## Polling connections' memory", "", polling_table(), ""]
     for name, title, what in MORE:
         f = RESULTS / f"{name}.md"
         table = f.read_text().strip() if f.exists() and f.read_text().strip() else \

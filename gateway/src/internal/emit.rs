@@ -5,7 +5,7 @@
 //! second).
 //!
 //! The count is asked for, not given by default: it is a round trip to every replica through
-//! Redis, and cost 40% of the gateway's CPU per pushed message (docs/benchmarks-notes.md).
+//! Redis, and cost 40% of the gateway's CPU per pushed message (docs/performance-history.md).
 
 use axum::{Json, extract::State};
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! another slot) there is one call per driver shard of the batch, then one call for the stream.
 //!
 //! Per report, the Redis client's own work (encoding the call, routing, reading the reply) was
-//! about half of the gateway's CPU for `driver:location` (callgrind, docs/benchmarks-notes.md).
+//! about half of the gateway's CPU for `driver:location` (callgrind, docs/performance-history.md).
 //! Nothing waits for a timer: when the replica is quiet a batch holds one report and goes at once;
 //! under load, batches grow by themselves while Redis answers the calls in flight.
 
