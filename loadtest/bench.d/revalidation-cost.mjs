@@ -1,5 +1,6 @@
-// The cost of session re-validation (lifecycle.md) at COUNT connected sockets (default 19,800: a
-// process here is capped at 20,000 open files, the replica's included) on one cluster-mode replica,
+// The cost of session re-validation (lifecycle.md) at COUNT connected sockets (default 18,900: a
+// process here is capped at 20,000 open files, and the gateway keeps 1,024 of them for itself, so one
+// replica takes at most 18,976) on one cluster-mode replica,
 // held by two loadgen processes as distinct users, connecting at 500/s each (the bench's idle rate): the duration of a round (its batched queries, from the replica's
 // gateway_session_revalidation_seconds) and the CPU it adds to the replica and to PostgreSQL,
 // from a HOLD_SECS idle hold with a round every second against the same hold with re-validation
@@ -13,7 +14,7 @@ import { createDatabase, startReplica, loadgen as runLoadgen, eventually } from 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');
 const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gateway');
-const count = Number(process.env.COUNT ?? 19800);
+const count = Number(process.env.COUNT ?? 18900);
 const holdSecs = Number(process.env.HOLD_SECS ?? 30);
 // USER_HZ: clock ticks per second of /proc/<pid>/stat on Linux.
 const TICKS = 100;
