@@ -6,7 +6,7 @@
 //! replica then hands the entries, in that order, to its sockets' gates (`gate::run_feed`).
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::Mutex,
 };
 
@@ -19,7 +19,11 @@ use tokio::sync::mpsc;
 use super::{Entry, Offset, RecoverySettings, UserRoom, offset::room_mark};
 use crate::{
     realtime::expiry::now_ms,
-    state::{StateError, keys::Keys, keys::room_shard, redis::Named},
+    state::{
+        StateError,
+        keys::{Keys, room_shard},
+        redis::{Named, in_slots},
+    },
 };
 
 #[async_trait]
@@ -328,32 +332,26 @@ impl RedisLog {
             Ok(json) => json,
             Err(e) => return vec![Err(StateError::Data(e.to_string())); rooms.len()],
         };
-        let mut shards: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, room) in rooms.iter().enumerate() {
-            let shard = if self.client.is_clustered() {
-                room_shard(room)
-            } else {
-                0
-            };
-            shards.entry(shard).or_default().push(i);
-        }
-        let calls = shards.into_values().map(|group| {
+        let indexed: Vec<(usize, &String)> = rooms.iter().enumerate().collect();
+        let groups = in_slots(self.client.is_clustered(), indexed, |(_, room)| {
+            room_shard(room)
+        });
+        let calls = groups.into_iter().map(|group| {
             let json = &json;
             async move {
-                let in_slot: Vec<&String> = group.iter().map(|&i| &rooms[i]).collect();
+                let in_slot: Vec<&String> = group.iter().map(|(_, room)| *room).collect();
                 let answers = self.keep_in_one_slot(ns, &in_slot, once, event, json).await;
-                (group, answers)
+                group.into_iter().map(|(i, _)| i).zip(answers)
             }
         });
-        let mut kept: Vec<Option<Result<Option<Offset>, StateError>>> = vec![None; rooms.len()];
-        for (group, answers) in futures::future::join_all(calls).await {
-            for (i, answer) in group.into_iter().zip(answers) {
-                kept[i] = Some(answer);
-            }
-        }
-        kept.into_iter()
-            .map(|k| k.unwrap_or_else(|| Err(StateError::Data("a room not kept".into()))))
-            .collect()
+        let mut kept: Vec<(usize, Result<Option<Offset>, StateError>)> =
+            futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+        kept.sort_by_key(|(i, _)| *i);
+        kept.into_iter().map(|(_, answer)| answer).collect()
     }
 
     /// One script call for rooms whose streams share a slot; the channel is the first room's

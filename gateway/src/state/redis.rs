@@ -147,13 +147,19 @@ pub(super) fn by_shard<T>(
     items: Vec<T>,
     driver: impl Fn(&T) -> &str,
 ) -> Vec<Vec<T>> {
+    in_slots(clustered, items, |item| driver_shard(driver(item)))
+}
+
+/// Items grouped so that each group's keys share a slot: by `shard` (a hash-tag number) on a
+/// cluster, all together on a single Redis; groups of at most `CHUNK` items, in item order.
+pub(crate) fn in_slots<T>(
+    clustered: bool,
+    items: Vec<T>,
+    shard: impl Fn(&T) -> u32,
+) -> Vec<Vec<T>> {
     let mut groups: BTreeMap<u32, Vec<T>> = BTreeMap::new();
     for item in items {
-        let shard = if clustered {
-            driver_shard(driver(&item))
-        } else {
-            0
-        };
+        let shard = if clustered { shard(&item) } else { 0 };
         groups.entry(shard).or_default().push(item);
     }
     groups
