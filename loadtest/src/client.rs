@@ -34,11 +34,37 @@ pub struct Client {
     pub incoming: mpsc::UnboundedReceiver<Incoming>,
 }
 
+/// Why the answer to an acknowledgement did not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    TimedOut,
+    Closed,
+}
+
 impl Client {
     /// Emits `event` with `data` (raw JSON) and an ack id.
     pub async fn emit_with_ack(&self, id: u64, event: &str, data: &str) -> bool {
         let packet = format!("42{},{id}[\"{event}\",{data}]", self.nsp);
         self.outgoing.send(packet).await.is_ok()
+    }
+
+    /// The raw JSON arguments of the answer to ack `id`, waiting at most `within`; whatever
+    /// else arrives meanwhile is dropped.
+    pub async fn answer(&mut self, id: u64, within: Duration) -> Result<String, NoAnswer> {
+        let answer = async {
+            loop {
+                match self.incoming.recv().await {
+                    Some(Incoming::Ack { id: got, args }) if got == id => return Ok(args),
+                    Some(Incoming::Closed | Incoming::Disconnected) | None => {
+                        return Err(NoAnswer::Closed);
+                    }
+                    Some(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, answer)
+            .await
+            .unwrap_or(Err(NoAnswer::TimedOut))
     }
 }
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_tungstenite::{WebSocketStream, client_async, tungstenite::Message};
 
 use crate::{
-    client::{self, Incoming},
+    client,
     identities::{self, Kind},
     scenarios::Targets,
 };
@@ -313,16 +313,8 @@ async fn drain(ws: &mut Ws) -> bool {
 
 /// The control client's answer to `id` within 2 s.
 async fn await_ack(control: &mut client::Client, id: u64) -> bool {
-    let deadline = tokio::time::sleep(Duration::from_secs(2));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            () = &mut deadline => return false,
-            heard = control.incoming.recv() => match heard {
-                Some(Incoming::Ack { id: got, args }) if got == id => return args.contains("\"ok\":true"),
-                Some(Incoming::Closed | Incoming::Disconnected) | None => return false,
-                Some(_) => {}
-            },
-        }
-    }
+    control
+        .answer(id, Duration::from_secs(2))
+        .await
+        .is_ok_and(|args| args.contains("\"ok\":true"))
 }

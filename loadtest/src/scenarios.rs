@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
-    client::{self, Client, Incoming},
+    client::{self, Client, Incoming, NoAnswer},
     identities::{self, Kind},
     report::{CpuMeter, CpuPerOperation, Latency, LatencySummary, rss_kib},
 };
@@ -240,8 +240,6 @@ pub struct LocationResult {
     pub cpu_per_update: CpuPerOperation,
 }
 
-/// Drivers send `driver:location` with acks at `rate` a second each, for `duration`, each with at
-/// most `window` updates unanswered.
 /// Ack id of the `driver:status` a locations run starts with (reports count from 0; ack ids
 /// must fit a signed 64-bit integer).
 const ONLINE_ACK: u64 = 1 << 40;
@@ -254,24 +252,18 @@ async fn go_online(client: &mut Client) -> anyhow::Result<()> {
             .await,
         "a driver closed before going ONLINE"
     );
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match client.incoming.recv().await {
-                Some(Incoming::Ack { id, args }) if id == ONLINE_ACK => return Some(args),
-                Some(Incoming::Closed) | None => return None,
-                Some(_) => {}
-            }
+    match client.answer(ONLINE_ACK, Duration::from_secs(10)).await {
+        Ok(args) if args.starts_with("[{\"ok\":true") => Ok(()),
+        Ok(args) => anyhow::bail!("driver:status ONLINE refused: {args}"),
+        Err(NoAnswer::TimedOut) => anyhow::bail!("no answer to driver:status ONLINE within 10 s"),
+        Err(NoAnswer::Closed) => {
+            anyhow::bail!("a driver closed before answering driver:status ONLINE")
         }
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer to driver:status ONLINE within 10 s"))?;
-    match answer {
-        Some(args) if args.starts_with("[{\"ok\":true") => Ok(()),
-        Some(args) => anyhow::bail!("driver:status ONLINE refused: {args}"),
-        None => anyhow::bail!("a driver closed before answering driver:status ONLINE"),
     }
 }
 
+/// Drivers send `driver:location` with acks at `rate` a second each, for `duration`, each with at
+/// most `window` updates unanswered.
 pub async fn locations(
     t: &Targets,
     drivers: u32,
