@@ -5,9 +5,10 @@
 //! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
 
 use crate::{
+    realtime::feed,
     realtime::sessions::{RecentRevocations, already_told},
     recovery::{
-        Entry, gate,
+        Entry,
         log::{MemoryLog, RecoveryLog, RedisLog},
     },
     state::keys::RECOVERY_SHARDS,
@@ -350,7 +351,7 @@ async fn start_socketio(
         if let Some(feed) = feed {
             let told = told_unkept.clone();
             let skip = move |entry: &Entry| already_told(&told, entry);
-            tokio::spawn(gate::run_feed(io.clone(), feed, skip));
+            tokio::spawn(feed::run_feed(io.clone(), feed, skip));
         }
         let sessions = Arc::new(SessionEvents::new(
             io.clone(),
@@ -426,7 +427,7 @@ async fn start_socketio(
             .collect();
         let told = told_unkept.clone();
         let skip = move |entry: &Entry| already_told(&told, entry);
-        gate::listen(clients.recovery.clone(), channels, io.clone(), skip)
+        feed::listen(clients.recovery.clone(), channels, io.clone(), skip)
             .await
             .context("cannot subscribe to the recovery channels")?;
     }

@@ -425,7 +425,7 @@ pub struct ServeSettings {
     /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
     pub location_stream_maxlen: u64,
     /// Missed-event recovery (`../shared/spec/recovery.md`).
-    pub recovery: crate::recovery::RecoverySettings,
+    pub recovery: RecoverySettings,
     /// What happens to a socket after its handshake (`../shared/spec/lifecycle.md`).
     pub lifetime: LifetimeSettings,
     /// OTLP trace export; `None` when no endpoint is set (nothing exported).
@@ -519,7 +519,7 @@ impl ServeSettings {
             trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),
             location_stream_maxlen: src
                 .parsed(&settings::LOCATION_STREAM_MAXLEN, "a number of entries")?,
-            recovery: crate::recovery::RecoverySettings {
+            recovery: RecoverySettings {
                 window: Duration::from_millis(
                     src.parsed(&settings::RECOVERY_WINDOW_MS, "a number of milliseconds")?,
                 ),
@@ -533,6 +533,19 @@ impl ServeSettings {
 }
 
 /// A session after its handshake: expiry, re-validation, per-user limits.
+/// How long, and how many, events are kept per room; a zero window turns recovery off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoverySettings {
+    pub window: Duration,
+    pub max_events: usize,
+}
+
+impl RecoverySettings {
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero() && self.max_events > 0
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifetimeSettings {
     /// How long before its expiry a socket is warned (`auth:token_expiring`).

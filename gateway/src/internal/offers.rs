@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::{ApiError, InternalState, body::JsonBody, error::NotDelivered, fields};
 use crate::{
-    realtime::clock::format_rfc3339,
+    clock::format_rfc3339,
     telemetry::metrics::{self, OfferOutcome},
 };
 

@@ -10,7 +10,8 @@ use shared::events::{TRIP_UPDATED, TripStatus, TripUpdated};
 
 use super::{ApiError, InternalState, body::JsonBody, fields};
 use crate::{
-    realtime::{clock::now_rfc3339, deliver::Recipient},
+    clock::now_rfc3339,
+    realtime::deliver::Recipient,
     state::{
         TripWrite,
         trips::{TripDecision, TripEvent, decide},

@@ -11,11 +11,10 @@ use socketioxide::{SocketIo, adapter::Adapter};
 use super::{
     Services,
     ack::{EventError, Reply, reply},
-    clock::now_rfc3339,
     deliver::{Recipient, deliver},
     validate,
 };
-use crate::state::LocationOutcome;
+use crate::{clock::now_rfc3339, state::LocationOutcome};
 
 pub async fn status<A: Adapter>(
     svc: &Services,

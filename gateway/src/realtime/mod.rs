@@ -18,11 +18,11 @@ macro_rules! on_io {
 
 pub mod ack;
 pub mod admin;
-pub mod clock;
 pub mod context;
 pub mod deliver;
 pub mod drivers;
 pub mod expiry;
+pub mod feed;
 pub mod limits;
 pub mod presence;
 pub mod refresh;

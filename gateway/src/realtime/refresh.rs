@@ -19,9 +19,9 @@ use super::{
     Services,
     ack::{EventError, Reply, reply},
     context::SocketContext,
-    expiry::{self, rfc3339_ms},
+    expiry,
 };
-use crate::auth::handshake::HandshakeError;
+use crate::{auth::handshake::HandshakeError, clock::rfc3339_ms};
 
 pub async fn refresh<A: Adapter>(
     svc: &Services,

@@ -103,7 +103,7 @@ pub async fn round(io: &Io, store: &PgStore, events: &SessionEvents) -> usize {
             }
         }
     }
-    let now = expiry::now_ms();
+    let now = crate::clock::now_ms();
     let invalid: Vec<(String, String, Verdict)> = sessions
         .into_iter()
         .filter_map(|(sid, connected)| {

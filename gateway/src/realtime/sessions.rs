@@ -25,8 +25,9 @@ use shared::{
 use socketioxide::{SocketIo, adapter::Adapter};
 use tracing::{Instrument, Span, field::Empty};
 
+use super::Io;
 use super::deliver::{Recipient, deliver_local, local_count};
-use super::{Io, clock::now_rfc3339};
+use crate::clock::now_rfc3339;
 use crate::recovery::{Entry, log::RecoveryLog, resume};
 use crate::telemetry::{
     metrics::{self, AuthEventSource, DisconnectReason},

@@ -3,7 +3,8 @@
 use serde_json::{Map, Value};
 use shared::events::DriverStatus;
 
-use super::{ack::EventError, clock::is_rfc3339};
+use super::ack::EventError;
+use crate::clock::is_rfc3339;
 use crate::state::{NearbyQuery, Position};
 
 type Fields = Map<String, Value>;

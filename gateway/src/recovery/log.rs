@@ -3,7 +3,7 @@
 //! Appending assigns the offset and publishes the entry in one step: Redis runs one script that
 //! appends to the room's stream and publishes on the room's shard channel (every replica is
 //! subscribed to all of them); the memory log assigns, keeps and queues under one lock. Each
-//! replica then hands the entries, in that order, to its sockets' gates (`gate::run_feed`).
+//! replica then hands the entries, in that order, to its sockets' gates (`realtime::feed`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -16,13 +16,14 @@ use serde_json::Value;
 use shared::namespace::Namespace;
 use tokio::sync::mpsc;
 
-use super::{Entry, Offset, RecoverySettings, UserRoom, offset::room_mark};
+use super::{Entry, Offset, UserRoom, offset::room_mark};
 use crate::{
-    realtime::expiry::now_ms,
+    clock::now_ms,
+    config::RecoverySettings,
     state::{
         StateError,
         keys::{Keys, room_shard},
-        redis::{Named, in_slots},
+        script::{Named, in_slots},
     },
 };
 

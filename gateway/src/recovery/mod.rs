@@ -14,26 +14,11 @@ pub mod log;
 pub mod offset;
 pub mod resume;
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::namespace::Namespace;
 
 pub use offset::Offset;
-
-/// How long, and how many, events are kept per room; a zero window turns recovery off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecoverySettings {
-    pub window: Duration,
-    pub max_events: usize,
-}
-
-impl RecoverySettings {
-    pub fn enabled(&self) -> bool {
-        !self.window.is_zero() && self.max_events > 0
-    }
-}
 
 /// A user's own room, the unit events are kept and numbered in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -14,7 +14,7 @@ use super::{
     ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
     StateEngine, StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
 };
-use crate::realtime::clock::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 #[derive(Default)]
 struct DriverRecord {

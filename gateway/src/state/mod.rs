@@ -11,6 +11,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 mod redis_locations;
+pub mod script;
 pub mod trips;
 
 use std::time::Duration;

@@ -20,7 +20,7 @@ use super::{
     ActiveTrip, LocationOutcome, Position, StateError,
     geo::MAX_INDEXED_LAT,
     keys::Keys,
-    redis::{Named, by_shard, text},
+    script::{Named, by_shard, text},
 };
 
 /// Reports per script call at most (keeps each call short for everything else on Redis).

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use fred::interfaces::KeysInterface;
 use gateway::{
+    config::RecoverySettings,
     recovery::{
-        Offset, RecoverySettings, UserRoom,
+        Offset, UserRoom,
         log::{MemoryLog, RecoveryLog, Resume},
     },
     state::{
