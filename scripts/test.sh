@@ -21,6 +21,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked --bin gateway --bin loadgen
 cargo test --workspace --locked
 
+[ -d testkit/node_modules ] || (cd testkit && npm ci --no-audit --no-fund)
 [ -d e2e/node_modules ] || (cd e2e && npm ci --no-audit --no-fund)
 [ -d loadtest/peers/node-socketio/node_modules ] || (cd loadtest/peers/node-socketio && npm ci --no-audit --no-fund)
 # The k6 scenarios, run by k6 itself in tiny runs, and their Socket.IO framing against a live

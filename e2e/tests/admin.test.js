@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import {
   MODES, createDatabase, createIdentity, startDeployment, connectAs, ask, record, internalPost,
   disconnected, eventually,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 for (const mode of MODES) {
   describe(`admin and push (${mode})`, () => {

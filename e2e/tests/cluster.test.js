@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, client, connectError, connectAs, disconnected,
   record, internalPost, redisCli, sign, subscribers,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 let db;
 let cluster;

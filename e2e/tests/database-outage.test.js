@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startPostgres, startReplica, connectAs, connectError, client, ask,
   eventually, within,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 /** The identity query's bound (gateway/src/store/postgres.rs) and some scheduling slack. */
 const REFUSED_WITHIN_MS = 1800;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   MODES, createDatabase, createIdentity, startDeployment, connectAs, ask, record, redisCli, client,
   connectOk, disconnected,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 for (const mode of MODES) {
   describe(`drivers (${mode})`, () => {

@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { createDatabase, createIdentity, startCluster, sign, INTERNAL_TOKEN } from '../lib/harness.js';
+import { createDatabase, createIdentity, startCluster, sign, INTERNAL_TOKEN } from '../../testkit/harness.js';
 
 const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../examples');
 let db;

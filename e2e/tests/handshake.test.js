@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startReplica, client, connectOk, connectError, sign, freePort,
   JWT_SECRET, INTERNAL_TOKEN,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 let db;
 let replica;
@@ -168,8 +168,10 @@ describe('refused handshakes get the contract message as connect_error', () => {
 
 test('Service unavailable when the database is down, and the replica is not ready', async () => {
   const port = await freePort();
-  const down = await startReplica({ db: { url: `postgres://postgres@127.0.0.1:${port}/nothing` }, redis: null });
+  const down = await startReplica({ db: { url: `postgres://postgres@127.0.0.1:${port}/nothing` }, redis: null, waitReady: false });
   try {
+    // Never ready without its database: wait until it serves.
+    await down.waitReadyz({ until: (_, body) => body?.checks?.serving === true, what: 'serving' });
     const { token } = await createIdentity(db, 'DRIVER');
     assert.equal(await connectError(client(down.url, '/drivers', { auth: { token } })), 'Service unavailable');
     const res = await fetch(`${down.internalUrl}/readyz`);

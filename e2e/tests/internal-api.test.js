@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startReplica, connectAs, disconnected, record, internalPost, sign,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 let db;
 let replica;

@@ -10,7 +10,7 @@ import jwt from 'jsonwebtoken';
 import {
   MODES, createDatabase, createIdentity, startDeployment, connectAs, connectError, client, ask, record,
   disconnected, internalPost, sign, within, eventually, JWT_SECRET,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 const LEAD_MS = 1500;
 const REVALIDATE_MS = 1000;

@@ -3,7 +3,7 @@
 // results are complete (every connection made, every message delivered, every revocation seen).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDatabase, startCluster, loadgen as runLoadgen, within } from '../lib/harness.js';
+import { createDatabase, startCluster, loadgen as runLoadgen, within } from '../../testkit/harness.js';
 
 let db;
 let cluster;

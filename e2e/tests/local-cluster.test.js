@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { client, connectOk, disconnected, freePort, PG_BASE, REDIS_URL } from '../lib/harness.js';
+import { client, connectOk, disconnected, freePort, PG_BASE, REDIS_URL } from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

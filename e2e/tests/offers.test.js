@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
   MODES, createDatabase, createIdentity, startDeployment, connectAs, internalPost,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 for (const mode of MODES) {
   describe(`offers (${mode})`, () => {

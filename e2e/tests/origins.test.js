@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import {
   createDatabase, createIdentity, startReplica, connectAs, within,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 const ALLOWED = 'https://ops.example.com';
 const OTHER = 'https://evil.example.com';

@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, startReplica, connectAs, ask, record, disconnected, within,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 const GRACE_MS = 1500;
 const NODE_TTL_MS = 1500;

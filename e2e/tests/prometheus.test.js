@@ -16,7 +16,7 @@ import path from 'node:path';
 import {
   createDatabase, createIdentity, startCluster, client, connectError, connectAs, disconnected,
   internalPost, ask, freePort,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(here, '../..');

@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   MODES, createDatabase, createIdentity, startDeployment, connectAs, internalPost, eventually, sign,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 for (const mode of MODES) {
   describe(`pushes (${mode})`, () => {

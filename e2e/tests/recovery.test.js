@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   MODES, createDatabase, createIdentity, startDeployment, startCluster, startReplica, startRedis,
   client, connectAs, internalPost, ask, within, eventually,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 /** Every event a socket receives, in order, with all its arguments (hello included). */
 function journal(socket) {

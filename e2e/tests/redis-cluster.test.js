@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, connectAs, ask, record, internalPost,
   disconnected, within,
-} from '../lib/harness.js';
-import { startRedisCluster } from '../lib/redis-cluster.js';
+} from '../../testkit/harness.js';
+import { startRedisCluster } from '../../testkit/redis-cluster.js';
 
 let db;
 let redis;

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import {
   createDatabase, createIdentity, startCluster, startRedis, connectAs, ask, record, disconnected,
   internalPost, eventually, nextEvent, within, sign, redisCli,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 const NODE_TTL_MS = 2000;
 const GRACE_MS = 2000;

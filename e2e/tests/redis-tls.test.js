@@ -9,9 +9,9 @@ import { once } from 'node:events';
 import {
   createDatabase, createIdentity, startCluster, startReplica, connectAs, internalPost, disconnected,
   within, freePort, eventually, ask,
-} from '../lib/harness.js';
-import { startRedisCluster } from '../lib/redis-cluster.js';
-import { makeCertificates, redisTlsArgs } from '../lib/tls.js';
+} from '../../testkit/harness.js';
+import { startRedisCluster } from '../../testkit/redis-cluster.js';
+import { makeCertificates, redisTlsArgs } from '../../testkit/tls.js';
 
 let db;
 let redis;

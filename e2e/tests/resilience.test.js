@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, startReplica, startRedis, connectAs, disconnected,
   internalPost, redisCli, freePort, within,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 test('after a Redis restart, revocations still reach every replica', async () => {
   const db = await createDatabase();
@@ -133,7 +133,7 @@ test('a replica started while Redis is down stays not-ready, then serves once Re
     assert.equal((await fetch(`${replica.internalUrl}/livez`)).status, 200, 'alive while waiting');
 
     redis = await startRedis(port);
-    await replica.waitForLog((e) => e.message === 'ready: accepting connections', 30000);
+    await replica.waitReadyz({ ms: 30000 });
     assert.equal((await fetch(`${replica.internalUrl}/readyz`)).status, 200);
     const u = await createIdentity(db, 'DRIVER');
     const socket = await connectAs(replica, '/drivers', u.token);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, connectAs, connectError, client, ask, sign,
   internalPost, disconnected, JWT_SECRET, INTERNAL_TOKEN,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 test('at RUST_LOG=trace no line of any target carries a token, the JWT key or the internal token', async () => {
   const db = await createDatabase();

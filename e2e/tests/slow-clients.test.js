@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
   createDatabase, createIdentity, startReplica, connectAs, ask, within, eventually,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 /** A raw TCP connection to the replica's public listener, with what it received and when it closed. */
 async function rawConnection(replica) {

@@ -9,7 +9,7 @@ import net from 'node:net';
 import {
   createDatabase, createIdentity, startPostgres, startReplica, connectAs, connectError, client,
   eventually, within,
-} from '../lib/harness.js';
+} from '../../testkit/harness.js';
 
 /** The replica's PostgreSQL pool (gateway/src/store/postgres.rs). */
 const POOL_SIZE = 16;

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, startReplica, loadgen } from '../../e2e/lib/harness.js';
+import { createDatabase, startReplica, loadgen } from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gateway');

@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../e2e/lib/harness.js';
+import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const { io } = createRequire(path.join(root, 'e2e/package.json'))('socket.io-client');
+const { io } = createRequire(path.join(root, 'testkit/package.json'))('socket.io-client');
 const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gateway');
 const PEER = path.join(root, 'loadtest/peers/node-socketio/server.js');
 const PASSENGERS = Number(process.env.PASSENGERS ?? 300);

@@ -11,8 +11,8 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, startReplica, loadgen as runLoadgen, REDIS_URL } from '../../e2e/lib/harness.js';
-import { startRedisCluster } from '../../e2e/lib/redis-cluster.js';
+import { createDatabase, startReplica, loadgen as runLoadgen, REDIS_URL } from '../../testkit/harness.js';
+import { startRedisCluster } from '../../testkit/redis-cluster.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOADGEN = process.env.LOADGEN_BIN ?? path.join(root, 'target/release/loadgen');

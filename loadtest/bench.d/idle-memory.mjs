@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, createIdentity, startReplica, loadgen, client } from '../../e2e/lib/harness.js';
+import { createDatabase, createIdentity, startReplica, loadgen, client } from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TARGET = process.env.TARGET ?? 'gateway';

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, startReplica, loadgen } from '../../e2e/lib/harness.js';
+import { createDatabase, startReplica, loadgen } from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const GATEWAY = process.env.GATEWAY_BIN ?? path.join(root, 'target/release/gateway');

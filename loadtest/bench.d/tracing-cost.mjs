@@ -9,7 +9,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, startReplica, loadgen as runLoadgen } from '../../e2e/lib/harness.js';
+import { createDatabase, startReplica, loadgen as runLoadgen } from '../../testkit/harness.js';
 import { alternate, medians } from './rounds.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import {
   createDatabase, createIdentity, startPostgres, startRedis, startReplica, internalPost, client,
-} from '../../e2e/lib/harness.js';
+} from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 process.env.GATEWAY_BIN ??= path.join(root, 'target/release/gateway');

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../../e2e/lib/harness.js';
+import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../../testkit/harness.js';
 
 const K6_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = path.resolve(K6_DIR, '../..');

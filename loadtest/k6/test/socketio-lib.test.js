@@ -4,8 +4,8 @@
 // 1. every script and lib/socketio.js parse as ES modules (k6 imports are not resolved);
 // 2. every script's header says what it measures, its env and an example command;
 // 3. the lib's framing on literal packets;
-// 4. the lib with raw `ws` against a live replica (e2e harness: PostgreSQL on 127.0.0.1:5432 and
-//    the built target/debug/gateway; `ws`, `pg` and `jsonwebtoken` come from e2e/node_modules).
+// 4. the lib with raw `ws` against a live replica (testkit harness: PostgreSQL on 127.0.0.1:5432 and
+//    the built target/debug/gateway; `ws`, `pg` and `jsonwebtoken` come from testkit/node_modules).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -26,10 +26,10 @@ import {
   parse,
   wsUrl,
 } from '../lib/socketio.js';
-import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../../e2e/lib/harness.js';
+import { createDatabase, createIdentity, startReplica, INTERNAL_TOKEN } from '../../../testkit/harness.js';
 
 const K6_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const WebSocket = createRequire(path.join(K6_DIR, '../../e2e/package.json'))('ws');
+const WebSocket = createRequire(path.join(K6_DIR, '../../testkit/package.json'))('ws');
 const execFileP = promisify(execFile);
 
 const LIB = path.join(K6_DIR, 'lib/socketio.js');

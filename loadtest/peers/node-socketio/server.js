@@ -17,8 +17,8 @@ import pg from 'pg';
 import jwt from 'jsonwebtoken';
 
 // ---------------------------------------------------------------------------------------------
-// Logging: one JSON object per line on stdout, shaped like the gateway's (the e2e harness and
-// the load-test drivers wait for `listeners bound` and `ready: accepting connections`).
+// Logging: one JSON object per line on stdout, shaped like the gateway's (the shared harness in
+// testkit/ learns the ports from `listeners bound`, then waits for /readyz).
 
 function log(level, message, fields = {}) {
   const entry = { timestamp: new Date().toISOString(), level, message, ...fields };

@@ -54,7 +54,28 @@ process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
-/** Starts one peer on ephemeral ports; resolves once it logs `ready: accepting connections`. */
+/**
+ * Polls `GET url` every 50 ms until it answers 200; rejects at `deadline` (a Date.now() value) with
+ * `what`, or once `child` exits.
+ */
+async function untilOk(url, child, deadline, what) {
+  let last = 'no answer';
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what}: exited`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
+      const text = await res.text();
+      if (res.status === 200) return;
+      last = `${res.status} ${text}`;
+    } catch (error) {
+      last = error.message;
+    }
+    if (Date.now() >= deadline) throw new Error(`${what}; last answer: ${last}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts one peer on ephemeral ports; resolves once its `/readyz` answers 200. */
 async function startPeer({ dbUrl, prefix, nodeId }) {
   const child = spawn(process.execPath, [SERVER], {
     env: {
@@ -80,12 +101,15 @@ async function startPeer({ dbUrl, prefix, nodeId }) {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const entry = JSON.parse(line);
       logs.push(entry);
-      if (entry.message === 'listeners bound') logs.bound = entry;
-      if (entry.message === 'ready: accepting connections') resolve(logs.bound);
+      // The ports only; readiness is /readyz's.
+      if (entry.message === 'listeners bound') resolve(entry);
     });
     exited.then((x) => reject(new Error(`${nodeId} exited early: ${JSON.stringify(x)}`)));
   });
-  const { public: pub, internal } = await within(bound, 20000, `${nodeId} to be ready`);
+  // One 20 s budget for both: bound, then ready.
+  const deadline = Date.now() + 20000;
+  const { public: pub, internal } = await within(bound, 20000, `${nodeId} to bind its listeners`);
+  await untilOk(`http://${internal}/readyz`, child, deadline, `${nodeId} not ready (/readyz) within 20s`);
   return {
     nodeId,
     url: `http://${pub}`,

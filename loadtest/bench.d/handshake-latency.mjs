@@ -1,10 +1,12 @@
-// A simple handshake latency measurement (full benchmarks live in loadtest/): sequential raw
+// A simple handshake latency measurement (the full benchmarks: loadtest/bench): sequential raw
 // WebSocket Socket.IO handshakes against one replica, after a warm-up, so the pool is warm.
-//   GATEWAY_URL=http://127.0.0.1:3001 TOKEN=... [NSP=/drivers N=2000 WARMUP=200] node e2e/bench/handshake-latency.mjs
+//   GATEWAY_URL=http://127.0.0.1:3001 TOKEN=... [NSP=/drivers N=2000 WARMUP=200] node loadtest/bench.d/handshake-latency.mjs
 // Prints JSON: latency percentiles in ms of
 //   total:     TCP connect + WebSocket upgrade + Engine.IO open + namespace CONNECT until `hello`;
 //   namespace: from sending CONNECT (with the token) until `hello` (JWT, PostgreSQL, rooms).
-import WebSocket from 'ws';
+import { createRequire } from 'node:module';
+// `ws` is the shared testkit's (no package of its own here).
+const WebSocket = createRequire(new URL('../../testkit/package.json', import.meta.url))('ws');
 
 const base = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/^http/, 'ws');
 const nsp = process.env.NSP ?? '/drivers';

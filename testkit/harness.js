@@ -1,5 +1,6 @@
-// Test harness: real `gateway` processes, a fresh PostgreSQL database per test file, a fresh
-// Redis prefix per cluster, and the official socket.io-client.
+// Test harness shared by the e2e suites (e2e/) and the load tools (loadtest/): real `gateway`
+// processes, a fresh PostgreSQL database per test file, a fresh Redis prefix per cluster, and the
+// official socket.io-client.
 import { spawn, execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID, randomBytes } from 'node:crypto';
@@ -16,9 +17,9 @@ import { startRedisCluster } from './redis-cluster.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const GATEWAY_BIN =
-  process.env.GATEWAY_BIN ?? path.resolve(here, '../../target/debug/gateway');
+  process.env.GATEWAY_BIN ?? path.resolve(here, '../target/debug/gateway');
 export const LOADGEN_BIN =
-  process.env.LOADGEN_BIN ?? path.resolve(here, '../../target/debug/loadgen');
+  process.env.LOADGEN_BIN ?? path.resolve(here, '../target/debug/loadgen');
 /** PostgreSQL server the tests create their databases on (trust auth on this machine). */
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 /** The shared Redis; each cluster gets its own REDIS_PREFIX on it. */
@@ -121,8 +122,9 @@ export function sign(claims, { secret = JWT_SECRET, algorithm = 'HS256', noExp =
 }
 
 /**
- * Starts `gateway serve` on ephemeral ports and resolves once it accepts connections.
- * `command` runs another server that speaks the same contract and log lines (the benchmark peer).
+ * Starts `gateway serve` on ephemeral ports and resolves once its `/readyz` answers 200.
+ * `command` runs another server that speaks the same contract, `/readyz` and `listeners bound`
+ * line (the benchmark peer).
  */
 export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `node-${uniq()}`, env = {}, waitReady = true, command = [GATEWAY_BIN, 'serve'] } = {}) {
   prefix ??= `e2e-${uniq()}`;
@@ -176,6 +178,36 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
         waiters.push({ match, resolve: (e) => { clearTimeout(timer); resolve(e); } });
       });
     },
+    /**
+     * Polls the internal `GET /readyz` every 50 ms until `until(status, body)` holds (by default
+     * 200); rejects after `ms` naming `what` it waited for, or once the process exits.
+     */
+    async waitReadyz({ until = (status) => status === 200, what = 'ready', ms = 20000 } = {}) {
+      const deadline = Date.now() + ms;
+      let last = 'no answer';
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`${nodeId} exited before it was ${what} (/readyz): ${JSON.stringify(await exited)}`);
+        }
+        try {
+          // The probe asks the database (up to 2 s): never past the deadline.
+          const res = await fetch(`${replica.internalUrl}/readyz`, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
+          const text = await res.text();
+          let body = null;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON: `until` sees null, the error below the text
+          }
+          if (until(res.status, body)) return body;
+          last = `${res.status} ${text}`;
+        } catch (error) {
+          last = error.message;
+        }
+        if (Date.now() >= deadline) throw new Error(`${nodeId} not ${what} (/readyz) within ${ms / 1000}s; last answer: ${last}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     /** Signals the process and resolves with how it exited; one still running 20 s later is
      * killed and reported (a replica that does not exit after its drain is a defect). */
     async stop(signal = 'SIGTERM') {
@@ -200,7 +232,7 @@ export async function startReplica({ db, redis = REDIS_URL, prefix, nodeId = `no
   ]);
   replica.url = `http://${bound.public}`;
   replica.internalUrl = `http://${bound.internal}`;
-  if (waitReady) await replica.waitForLog((e) => e.message === 'ready: accepting connections');
+  if (waitReady) await replica.waitReadyz();
   return replica;
 }
 

@@ -1,12 +1,15 @@
-// A simple sustained-rate measurement of driver:location with acknowledgements (full benchmarks
-// live in loadtest/): one raw WebSocket client per token in TOKENS (a file, one per line), each
-// sending RATE updates a second (at most WINDOW unanswered), for SECONDS, against one replica.
-//   GATEWAY_URL=http://127.0.0.1:3001 TOKENS=tokens.txt [RATE=10 WINDOW=4 SECONDS=10] node e2e/bench/location-rate.mjs
+// A simple sustained-rate measurement of driver:location with acknowledgements (the full
+// benchmarks: loadtest/bench): one raw WebSocket client per token in TOKENS (a file, one per
+// line), each sending RATE updates a second (at most WINDOW unanswered), for SECONDS, against one
+// replica.
+//   GATEWAY_URL=http://127.0.0.1:3001 TOKENS=tokens.txt [RATE=10 WINDOW=4 SECONDS=10] node loadtest/bench.d/location-rate.mjs
 // Keep RATE within LOCATION_RATE_PER_S and the socket's event budget (30/s), so every update is
 // one the gateway should accept. Prints JSON: offered and accepted per second, refusals, ack
 // latency percentiles (ms).
 import { readFileSync } from 'node:fs';
-import WebSocket from 'ws';
+import { createRequire } from 'node:module';
+// `ws` is the shared testkit's (no package of its own here).
+const WebSocket = createRequire(new URL('../../testkit/package.json', import.meta.url))('ws');
 
 const base = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/^http/, 'ws');
 const tokens = readFileSync(process.env.TOKENS, 'utf8').split('\n').filter(Boolean);
