@@ -5,12 +5,8 @@
 //! dependencies are still coming up; [`Application::run`] takes the shutdown signal as a future.
 
 use crate::{
-    realtime::feed,
-    realtime::sessions::{RecentRevocations, already_told},
-    recovery::{
-        Entry,
-        log::{MemoryLog, RecoveryLog, RedisLog},
-    },
+    realtime::{feed, io::Delivery, notices::RevocationNotices},
+    recovery::log::{MemoryLog, RecoveryLog, RedisLog},
     state::keys::RECOVERY_SHARDS,
 };
 use std::{
@@ -45,9 +41,10 @@ use crate::{
     listener::{self, Limits},
     origins::Origins,
     realtime::{
-        Io, Layer, Services,
         expiry::{self, Deadlines},
-        presence, revalidate,
+        io::Layer,
+        presence, revalidate, server,
+        services::Services,
         sessions::SessionEvents,
     },
     request_head::detach_from_read_buffer,
@@ -166,17 +163,17 @@ impl Application {
         let io = tokio::select! {
             started = start_socketio(&settings, gate, deadlines.clone(), &health) => {
                 let (app, started) = started?;
-                tokio::spawn(expiry::sweep(started.io.clone(), deadlines));
+                tokio::spawn(expiry::sweep(started.delivery.io.clone(), deadlines));
                 if let Some(every) = settings.lifetime.revalidate_every {
                     tokio::spawn(revalidate::run(
-                        started.io.clone(),
+                        started.delivery.io.clone(),
                         store,
                         started.sessions.clone(),
                         every,
                     ));
                 }
                 let upkeep = presence::spawn_upkeep(
-                    started.io.clone(),
+                    started.delivery.clone(),
                     started.presence.clone(),
                     node.clone(),
                     settings.node_ttl,
@@ -195,7 +192,9 @@ impl Application {
 
         let started = Instant::now();
         health.start_draining();
-        let sockets = io.as_ref().map_or(0, |(live, _)| live.io.local_sockets());
+        let sockets = io
+            .as_ref()
+            .map_or(0, |(live, _)| live.delivery.io.local_sockets());
         tracing::info!(
             node = %node,
             sockets,
@@ -207,7 +206,7 @@ impl Application {
             // Stop accepting first, so disconnected clients reconnect to other replicas.
             let _ = stop_tx.send(true);
             if let Some((live, upkeep)) = &io {
-                live.io.drain(settings.drain_spread).await;
+                live.delivery.io.drain(settings.drain_spread).await;
                 // No lease renewal after it is given up below.
                 upkeep.abort();
                 // This replica's drivers start their grace now, not when its lease lapses.
@@ -346,24 +345,16 @@ async fn start_socketio(
             recovery.clone(),
         ));
         let presence = services.presence.clone();
-        let (layer, io) = Io::single(settings, services);
-        let told_unkept = Arc::new(RecentRevocations::default());
+        let (layer, io) = server::single(settings, services);
+        let notices = Arc::new(RevocationNotices::new(recovery.clone()));
         if let Some(feed) = feed {
-            let told = told_unkept.clone();
-            let skip = move |entry: &Entry| already_told(&told, entry);
-            tokio::spawn(feed::run_feed(io.clone(), feed, skip));
+            tokio::spawn(feed::run_feed(io.clone(), feed, notices.clone()));
         }
-        let sessions = Arc::new(SessionEvents::new(
-            io.clone(),
-            None,
-            recovery.clone(),
-            told_unkept,
-        ));
+        let sessions = Arc::new(SessionEvents::new(io.clone(), None, notices));
         return Ok((
             socket_service(layer, &settings.cors_origins),
             Live {
-                io,
-                recovery,
+                delivery: Delivery { io, log: recovery },
                 state,
                 sessions,
                 presence,
@@ -414,8 +405,8 @@ async fn start_socketio(
         recovery.clone(),
     ));
     let presence = services.presence.clone();
-    let (layer, io) = Io::cluster(settings, services, adapter).await?;
-    let told_unkept = Arc::new(RecentRevocations::default());
+    let (layer, io) = server::cluster(settings, services, adapter).await?;
+    let notices = Arc::new(RevocationNotices::new(recovery.clone()));
     if recovery.is_some() {
         clients
             .recovery
@@ -425,11 +416,14 @@ async fn start_socketio(
         let channels = (0..RECOVERY_SHARDS)
             .map(|s| keys.recovery_channel(s))
             .collect();
-        let told = told_unkept.clone();
-        let skip = move |entry: &Entry| already_told(&told, entry);
-        feed::listen(clients.recovery.clone(), channels, io.clone(), skip)
-            .await
-            .context("cannot subscribe to the recovery channels")?;
+        feed::listen(
+            clients.recovery.clone(),
+            channels,
+            io.clone(),
+            notices.clone(),
+        )
+        .await
+        .context("cannot subscribe to the recovery channels")?;
     }
     clients
         .auth_events
@@ -440,8 +434,7 @@ async fn start_socketio(
     let sessions = Arc::new(SessionEvents::new(
         io.clone(),
         Some((clients.commands.clone(), channel.clone())),
-        recovery.clone(),
-        told_unkept,
+        notices,
     ));
     sessions
         .clone()
@@ -451,8 +444,7 @@ async fn start_socketio(
     Ok((
         socket_service(layer, &settings.cors_origins),
         Live {
-            io,
-            recovery,
+            delivery: Delivery { io, log: recovery },
             state,
             sessions,
             presence,

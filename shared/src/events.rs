@@ -39,6 +39,24 @@ pub const ADMIN_DISCONNECT_SESSION: &str = "admin:disconnect_session";
 /// Any namespace, with an acknowledgement: a new access token for this socket, no reconnect.
 pub const AUTH_REFRESH: &str = "auth:refresh";
 
+/// Whether `event`, sent to one user's own room (`driver:{id}`, `passenger:{id}`), is kept for
+/// that user's reconnecting apps (recovery.md, "Which events"): what changes what the app must
+/// show is; what only its latest value matters for, what expires, and what goes to one socket
+/// is not. The one place this is decided: the gateway's delivery asks it for every event.
+pub fn is_recoverable(event: &str) -> bool {
+    !matches!(
+        event,
+        TRIP_DRIVER_LOCATION
+            | TRIP_OFFER
+            | DRIVER_LOCATION
+            | DRIVER_STATUS_CHANGED
+            | HELLO
+            | AUTH_TOKEN_EXPIRING
+            | AUTH_EXPIRED
+            | AUTH_CONNECTION_REPLACED
+    )
+}
+
 /// Event names a backend may not emit through the generic push endpoint.
 pub fn is_reserved(event: &str) -> bool {
     matches!(
@@ -244,6 +262,28 @@ pub enum AckErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_app_must_show_is_recoverable_latest_values_and_expiring_things_are_not() {
+        for kept in [
+            TRIP_UPDATED,
+            AUTH_SESSION_REVOKED,
+            "order:receipt",
+            "chat:message",
+        ] {
+            assert!(is_recoverable(kept), "{kept}");
+        }
+        for live in [
+            TRIP_DRIVER_LOCATION,
+            TRIP_OFFER,
+            HELLO,
+            AUTH_TOKEN_EXPIRING,
+            AUTH_EXPIRED,
+            AUTH_CONNECTION_REPLACED,
+        ] {
+            assert!(!is_recoverable(live), "{live}");
+        }
+    }
 
     #[test]
     fn reserved_names_are_refused() {

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, MAX_BODY_BYTES};
+use super::{error::ApiError, state::MAX_BODY_BYTES};
 
 pub struct JsonBody<T>(pub T);
 

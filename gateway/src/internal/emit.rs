@@ -13,7 +13,7 @@ use shared::{events::is_reserved, namespace::Namespace, rooms::is_pushable};
 
 use crate::realtime::deliver::Recipient;
 
-use super::{ApiError, InternalState, body::JsonBody, fields};
+use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
 
 const MAX_ROOMS: usize = 1_000;
 const MAX_EVENT_CHARS: usize = 128;
@@ -32,13 +32,13 @@ pub async fn emit(
     } = parse(body)?;
     let to = Recipient::Rooms(ns, rooms.clone());
     // Boxed: delivering is a future of kilobytes, and axum moves the handler's future.
-    let deliver = Box::pin(live.deliver(&to, &event, &data));
+    let deliver = Box::pin(live.delivery.send(&to, &event, &data));
     if !count {
         let emitted = deliver.await?;
         return Ok(Json(json!({ "ok": true, "dropped": emitted.dropped })));
     }
     // The count asks every replica: the push does not wait for it.
-    let (sockets, emitted) = tokio::join!(Box::pin(live.io.count(ns, rooms)), deliver);
+    let (sockets, emitted) = tokio::join!(Box::pin(live.delivery.io.count(ns, rooms)), deliver);
     let emitted = emitted?;
     Ok(Json(
         json!({ "ok": true, "sockets": sockets, "dropped": emitted.dropped }),

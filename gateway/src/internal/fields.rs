@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// Longest id accepted in a path or body (trip, offer and session ids are opaque strings).
 pub const MAX_ID_CHARS: usize = 256;

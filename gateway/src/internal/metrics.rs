@@ -6,14 +6,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::InternalState;
+use super::state::InternalState;
 use crate::telemetry::metrics::{self, Snapshot};
 
 pub async fn metrics(State(state): State<InternalState>) -> Response {
     let sockets = state
         .live
         .get()
-        .map(|live| live.io.local_counts())
+        .map(|live| live.delivery.io.local_counts())
         .unwrap_or_default();
     let ready = state.health.readiness(state.cluster).await.ready;
     let (redis_up, pool) = state.health.dependencies(state.cluster);

@@ -14,9 +14,8 @@ mod observe;
 mod offers;
 mod probes;
 mod sessions;
+mod state;
 mod trips;
-
-use std::sync::Arc;
 
 use axum::{
     Router,
@@ -29,59 +28,7 @@ use axum::{
 
 pub use error::ApiError;
 pub use probes::healthz;
-
-use crate::{
-    config::Secret,
-    health::Health,
-    realtime::{Io, presence::LocalPresence, sessions::SessionEvents},
-    state::StateEngine,
-};
-
-/// Largest request body of the internal API.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// What the internal handlers share.
-#[derive(Clone)]
-pub struct InternalState {
-    pub token: Secret,
-    pub health: Arc<Health>,
-    /// Set once Socket.IO is up; until then the API answers 503.
-    pub live: Arc<std::sync::OnceLock<Live>>,
-    pub cluster: bool,
-}
-
-/// What the endpoints act on, once the replica has started.
-#[derive(Clone)]
-pub struct Live {
-    pub io: Io,
-    /// The recovery log; `None` when recovery is off.
-    pub recovery: Option<Arc<dyn crate::recovery::log::RecoveryLog>>,
-    pub state: Arc<dyn StateEngine>,
-    pub sessions: Arc<SessionEvents>,
-    pub presence: Arc<LocalPresence>,
-}
-
-impl Live {
-    /// Sends `event` to `to`, cluster-wide, kept for recovery when it goes to a user's room.
-    pub async fn deliver<T: serde::Serialize + ?Sized>(
-        &self,
-        to: &crate::realtime::deliver::Recipient,
-        event: &str,
-        data: &T,
-    ) -> Result<crate::realtime::deliver::Emitted, crate::realtime::deliver::ClusterUnreachable>
-    {
-        crate::realtime::deliver::deliver_kept(&self.io, self.recovery.as_deref(), to, event, data)
-            .await
-    }
-}
-
-impl InternalState {
-    fn live(&self) -> Result<&Live, ApiError> {
-        self.live
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("the replica is starting".into()))
-    }
-}
+pub use state::{InternalState, Live, MAX_BODY_BYTES};
 
 pub fn router(state: InternalState) -> Router {
     let api = Router::new()

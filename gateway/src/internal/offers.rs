@@ -12,7 +12,12 @@ use serde_json::{Value, json};
 use shared::events::TripOffer;
 use time::OffsetDateTime;
 
-use super::{ApiError, InternalState, body::JsonBody, error::NotDelivered, fields};
+use super::{
+    body::JsonBody,
+    error::{ApiError, NotDelivered},
+    fields,
+    state::InternalState,
+};
 use crate::{
     clock::format_rfc3339,
     telemetry::metrics::{self, OfferOutcome},
@@ -44,7 +49,12 @@ pub async fn offer(
         expires_at: format_rfc3339(OffsetDateTime::now_utc() + expires_in),
         data,
     };
-    match live.io.offer(&driver_id, &payload, expires_in).await {
+    match live
+        .delivery
+        .io
+        .offer(&driver_id, &payload, expires_in)
+        .await
+    {
         Ok(Some(answer)) => {
             metrics::offer(OfferOutcome::Answered);
             Ok(Json(json!({ "ok": true, "delivered": true, "response": answer })).into_response())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::json;
 
-use super::{ApiError, InternalState};
+use super::{error::ApiError, state::InternalState};
 use crate::health::Health;
 
 /// The process answers: it is not wedged.

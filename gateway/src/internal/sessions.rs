@@ -7,7 +7,7 @@ use axum::{
 use serde_json::{Value, json};
 use shared::auth_events::{AuthEvent, RefreshRequest, RevokeRequest};
 
-use super::{ApiError, InternalState, body::JsonBody, fields};
+use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
 use crate::realtime::sessions::Published;
 
 /// Longest `reason` accepted: a word or two.

@@ -8,7 +8,7 @@ use axum::{
 use serde_json::{Value, json};
 use shared::events::{TRIP_UPDATED, TripStatus, TripUpdated};
 
-use super::{ApiError, InternalState, body::JsonBody, fields};
+use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
 use crate::{
     clock::now_rfc3339,
     realtime::deliver::Recipient,
@@ -67,7 +67,10 @@ pub async fn event(
         };
         let mut delivered = true;
         let send = |to: Recipient, payload: TripUpdated| async move {
-            live.deliver(&to, TRIP_UPDATED, &payload).await.is_ok()
+            live.delivery
+                .send(&to, TRIP_UPDATED, &payload)
+                .await
+                .is_ok()
         };
         delivered &= send(
             Recipient::Passenger(update.passenger_id.clone()),

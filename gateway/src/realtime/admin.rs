@@ -1,16 +1,52 @@
 //! `/admin` queries and actions: stats, nearby drivers, a driver's state, disconnecting a session.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
-use shared::namespace::UserType;
-use socketioxide::{SocketIo, adapter::Adapter};
+use shared::{
+    events::{ADMIN_DISCONNECT_SESSION, ADMIN_DRIVER_STATE, ADMIN_DRIVERS_NEARBY, ADMIN_STATS},
+    namespace::UserType,
+};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
 use super::{
-    Services,
     ack::{EventError, Reply, reply},
-    context::AdminSocketData,
+    context::{AdminSocketData, SocketData},
     deliver::disconnect_session as disconnect_everywhere,
+    events::on_event,
+    services::Services,
     validate,
 };
+
+/// An operations socket's events.
+pub fn wire<A: Adapter>(s: &SocketRef<A>, svc: &Arc<Services>) {
+    on_event(s, svc, ADMIN_STATS, |svc, _, _, _, _| async move {
+        stats(&svc).await
+    });
+    on_event(
+        s,
+        svc,
+        ADMIN_DRIVERS_NEARBY,
+        |svc, _, _, payload, _| async move { drivers_nearby(&svc, payload).await },
+    );
+    on_event(
+        s,
+        svc,
+        ADMIN_DRIVER_STATE,
+        |svc, _, _, payload, _| async move { driver_state(&svc, payload).await },
+    );
+    on_event(
+        s,
+        svc,
+        ADMIN_DISCONNECT_SESSION,
+        |_, io, ctx, payload, _| async move {
+            match &ctx.data {
+                SocketData::Admin(data) => disconnect_session(&io, data, payload).await,
+                _ => Err(EventError::Forbidden("admins only".into())),
+            }
+        },
+    );
+}
 
 pub async fn stats(svc: &Services) -> Result<Reply, EventError> {
     let mut nodes = svc.state.live_nodes().await?;

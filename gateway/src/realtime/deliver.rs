@@ -1,27 +1,33 @@
-//! The one delivery path: every server → client event to a room goes through [`deliver`] (or
-//! [`deliver_local`], for what every replica applies by itself), to a typed [`Recipient`] built
-//! from `shared::rooms`; metrics, and the error handling below, live here once. Also the
-//! cluster-wide disconnects and offers, generic over the adapter, with [`Io`] choosing. (What a
-//! handler sends to the socket at hand, `hello` and the expiry notices, goes on that socket.)
+//! The one delivery service: every server → client event to a room goes through [`send`], to a
+//! typed [`Recipient`] built from `shared::rooms`. What the event is decides whether it is kept
+//! for recovery (`shared::events::is_recoverable`), not which function a caller picked: socket
+//! handlers and the internal API send the same way. Metrics and the error handling below live
+//! here once; so do the cluster-wide disconnects and offers, and the local ends (a kept entry
+//! to its sockets' gates, a revocation notice a replica applies by itself). Generic over the
+//! adapter, with [`super::io::Io`] choosing. Only what goes to the socket at hand (`hello`, the
+//! expiry notices) is emitted elsewhere, on that socket.
 //!
 //! The Redis adapter fails an emit before delivering to this replica's own sockets when Redis is
-//! unreachable; [`deliver`] then delivers locally and still reports the error, so local clients
+//! unreachable; [`send`] then delivers locally and still reports the error, so local clients
 //! miss nothing and the caller can tell the backend.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use shared::{
-    events::{OfferAnswer, TRIP_OFFER, TripOffer},
+    events::{OfferAnswer, TRIP_OFFER, TripOffer, is_recoverable},
     namespace::Namespace,
     rooms,
 };
 use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
-use super::Io;
-use crate::recovery::log::RecoveryLog;
+use crate::recovery::{
+    Entry,
+    gate::{self, Gate},
+    log::RecoveryLog,
+};
 use crate::telemetry::metrics::{self, DisconnectReason};
 
 /// Some replicas could not be reached (Redis down); this replica's sockets were served.
@@ -91,8 +97,8 @@ impl Recipient {
     }
 }
 
-/// Sends `event` to `to`, cluster-wide.
-pub async fn deliver<A: Adapter, T: Serialize + ?Sized>(
+/// Sends `event` to `to`, cluster-wide, as any emit (nothing kept).
+async fn broadcast<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     to: &Recipient,
     event: &str,
@@ -130,30 +136,34 @@ pub async fn deliver<A: Adapter, T: Serialize + ?Sized>(
     }
 }
 
-/// Sends `event` to `to`, cluster-wide; what goes to a driver's or a passenger's own room goes
-/// through the recovery log when recovery is on (recovery.md): kept under an offset, published
-/// to every replica in order, and sent by each to its sockets' gates. If the log cannot take it
-/// (Redis down), it is delivered without an offset as any emit, and the error returned.
-pub async fn deliver_kept<T: Serialize + ?Sized>(
-    io: &Io,
+/// Sends `event` to `to`, cluster-wide. With recovery on (`log`), a recoverable event's part for a
+/// driver's or a passenger's own room goes through the recovery log (recovery.md): kept under an
+/// offset, published to every replica in order, and sent by each to its sockets' gates. If the
+/// log cannot take it (Redis down), it is delivered without an offset as any emit, and the error
+/// returned.
+pub async fn send<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
     log: Option<&dyn RecoveryLog>,
     to: &Recipient,
     event: &str,
     data: &T,
 ) -> Result<Emitted, ClusterUnreachable> {
+    let Some(log) = log.filter(|_| is_recoverable(event)) else {
+        return broadcast(io, to, event, data).await;
+    };
     let ns = to.namespace();
     let (kept, rest): (Vec<String>, Vec<String>) = to
         .rooms()
         .into_iter()
         .partition(|room| rooms::is_user_room(ns, room));
-    let Some(log) = log.filter(|_| !kept.is_empty()) else {
-        return io.deliver(to, event, data).await;
-    };
+    if kept.is_empty() {
+        return broadcast(io, to, event, data).await;
+    }
     let value = serde_json::to_value(data).map_err(|e| ClusterUnreachable(e.to_string()))?;
     let mut outcome = Ok(Emitted::default());
     if !rest.is_empty() {
         let others = Recipient::RoomsExcept(ns, rest, kept.clone());
-        outcome = io.deliver(&others, event, data).await;
+        outcome = broadcast(io, &others, event, data).await;
     }
     // Each room numbers its own events, so a push's rooms are kept at once: one script call
     // per shard (one in all on a single Redis), the data serialised once.
@@ -162,9 +172,7 @@ pub async fn deliver_kept<T: Serialize + ?Sized>(
         if let Err(error) = appended {
             metrics::redis_error("recovery_append");
             tracing::warn!(%error, event, "event not kept for recovery; sent without an offset");
-            let _ = io
-                .deliver(&Recipient::Rooms(ns, vec![room]), event, data)
-                .await;
+            let _ = broadcast(io, &Recipient::Rooms(ns, vec![room]), event, data).await;
             outcome = Err(ClusterUnreachable(error.to_string()));
         }
     }
@@ -174,7 +182,7 @@ pub async fn deliver_kept<T: Serialize + ?Sized>(
 /// Sends `event` to `to`'s sockets on this replica only, but not to those in `except` (a room):
 /// for what every replica applies by itself (an auth event every replica hears). Returns how
 /// many sockets it went to.
-pub async fn deliver_local<A: Adapter, T: Serialize + ?Sized>(
+pub(super) async fn send_here<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
     to: &Recipient,
     except: Option<String>,
@@ -201,8 +209,35 @@ pub async fn deliver_local<A: Adapter, T: Serialize + ?Sized>(
     sockets
 }
 
+/// Hands an entry of `room` to the gates of this replica's sockets in it. The entry is made (and
+/// `make` may skip it) only when there are some: with many replicas, most replicas hold no
+/// socket of most rooms a push names.
+pub(super) fn to_gates<A: Adapter>(
+    io: &SocketIo<A>,
+    ns: Namespace,
+    room: &str,
+    make: impl FnOnce() -> Option<Entry>,
+) {
+    let Some(op) = io.of(ns.path()) else { return };
+    let sockets = op.local().within(room.to_owned()).sockets();
+    if sockets.is_empty() {
+        return;
+    }
+    let Some(entry) = make() else { return };
+    metrics::emit(ns, &entry.event);
+    for s in sockets {
+        if let Some(gate) = s.extensions.get::<Arc<Gate>>() {
+            gate.offer(&entry, |e| gate::send(&s, e));
+        }
+    }
+}
+
 /// How many of `to`'s sockets are on this replica, not counting those in `except`.
-pub fn local_count<A: Adapter>(io: &SocketIo<A>, to: &Recipient, except: Option<String>) -> usize {
+pub(super) fn count_here<A: Adapter>(
+    io: &SocketIo<A>,
+    to: &Recipient,
+    except: Option<String>,
+) -> usize {
     io.of(to.namespace().path()).map_or(0, |op| {
         op.local()
             .to(to.rooms())
@@ -314,48 +349,6 @@ fn well_formed(value: Value) -> Option<OfferAnswer> {
     serde_json::from_value(value).ok()
 }
 
-impl Io {
-    /// Sends `event` to `to`, cluster-wide ([`deliver`]).
-    pub async fn deliver<T: Serialize + ?Sized>(
-        &self,
-        to: &Recipient,
-        event: &str,
-        data: &T,
-    ) -> Result<Emitted, ClusterUnreachable> {
-        on_io!(self, io => deliver(io, to, event, data).await)
-    }
-
-    /// Sends `event` to `to`'s sockets on this replica, except those in `except`.
-    pub async fn deliver_local<T: Serialize + ?Sized>(
-        &self,
-        to: &Recipient,
-        except: Option<String>,
-        event: &str,
-        data: &T,
-    ) -> usize {
-        on_io!(self, io => deliver_local(io, to, except, event, data).await)
-    }
-
-    /// Disconnects `to`'s sockets, cluster-wide.
-    pub async fn disconnect(&self, to: &Recipient) -> Result<(), ClusterUnreachable> {
-        on_io!(self, io => disconnect(io, to).await)
-    }
-
-    /// Sockets in any of `rooms`, cluster-wide.
-    pub async fn count(&self, ns: Namespace, rooms: Vec<String>) -> Option<usize> {
-        on_io!(self, io => count(io, ns, rooms).await)
-    }
-
-    pub async fn offer(
-        &self,
-        driver: &str,
-        payload: &TripOffer,
-        expires_in: Duration,
-    ) -> Result<Option<OfferAnswer>, ClusterUnreachable> {
-        on_io!(self, io => offer(io, driver, payload, expires_in).await)
-    }
-}
-
 /// Disconnects `to`'s sockets, cluster-wide (a replaced socket).
 pub async fn disconnect<A: Adapter>(
     io: &SocketIo<A>,
@@ -374,6 +367,51 @@ pub async fn disconnect<A: Adapter>(
 mod tests {
     use super::*;
     use serde_json::json;
+    use shared::events::{TRIP_DRIVER_LOCATION, TRIP_UPDATED};
+    use socketioxide::extract::SocketRef;
+
+    use crate::{config::RecoverySettings, recovery::log::MemoryLog};
+
+    /// What `send` kept for recovery: the events the memory log fed to the replica.
+    async fn kept_of(to: Recipient, event: &str) -> Vec<String> {
+        let (_, io) = SocketIo::new_svc();
+        for ns in Namespace::ALL {
+            io.ns(ns.path(), async |_: SocketRef| {});
+        }
+        let (log, mut feed) = MemoryLog::new(RecoverySettings {
+            window: Duration::from_secs(60),
+            max_events: 10,
+        });
+        send(&io, Some(&log), &to, event, &json!({ "n": 1 }))
+            .await
+            .expect("a single replica delivers");
+        let mut kept = Vec::new();
+        while let Ok(entry) = feed.try_recv() {
+            kept.push(format!("{} {}", entry.room, entry.event));
+        }
+        kept
+    }
+
+    #[tokio::test]
+    async fn a_recoverable_event_to_a_user_room_is_kept_whoever_sends_it() {
+        let passenger = || Recipient::Passenger("p1".into());
+        assert_eq!(
+            kept_of(passenger(), TRIP_UPDATED).await,
+            ["passenger:p1 trip:updated"]
+        );
+        assert_eq!(
+            kept_of(Recipient::Driver("d1".into()), "order:receipt").await,
+            ["driver:d1 order:receipt"]
+        );
+        let rooms = vec!["passenger:p2".to_owned(), "trip:t1".to_owned()];
+        assert_eq!(
+            kept_of(Recipient::Rooms(Namespace::Passengers, rooms), TRIP_UPDATED).await,
+            ["passenger:p2 trip:updated"],
+            "only the user rooms of a push are kept"
+        );
+        assert!(kept_of(passenger(), TRIP_DRIVER_LOCATION).await.is_empty());
+        assert!(kept_of(Recipient::Admins, TRIP_UPDATED).await.is_empty());
+    }
 
     #[test]
     fn offer_answers_are_read_leniently_but_must_be_well_formed() {

@@ -1,20 +1,41 @@
 //! `/drivers` events: `driver:status` and `driver:location`, with their forwarding to admins
 //! and to the passenger of the driver's active trip.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use shared::events::{
-    DRIVER_LOCATION, DRIVER_STATUS_CHANGED, DriverLocationUpdate, DriverStatus,
+    DRIVER_LOCATION, DRIVER_STATUS, DRIVER_STATUS_CHANGED, DriverLocationUpdate, DriverStatus,
     DriverStatusChanged, TRIP_DRIVER_LOCATION, TripDriverLocation,
 };
-use socketioxide::{SocketIo, adapter::Adapter};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
 use super::{
-    Services,
     ack::{EventError, Reply, reply},
-    deliver::{Recipient, deliver},
+    context::SocketContext,
+    deliver::{Recipient, send},
+    events::on_event,
+    services::Services,
     validate,
 };
 use crate::{clock::now_rfc3339, state::LocationOutcome};
+
+/// A driver's new socket: its events, and the driver is present (connected somewhere).
+pub async fn wire<A: Adapter>(s: &SocketRef<A>, svc: &Arc<Services>, ctx: &SocketContext) {
+    on_event(
+        s,
+        svc,
+        DRIVER_STATUS,
+        |svc, io, ctx, payload, _| async move { status(&svc, &io, ctx.user_id(), payload).await },
+    );
+    on_event(
+        s,
+        svc,
+        DRIVER_LOCATION,
+        |svc, io, ctx, payload, _| async move { location(&svc, &io, ctx.user_id(), payload).await },
+    );
+    svc.presence.opened(ctx.user_id()).await;
+}
 
 pub async fn status<A: Adapter>(
     svc: &Services,
@@ -31,8 +52,10 @@ pub async fn status<A: Adapter>(
             status,
             at,
         };
-        let _ = Box::pin(deliver(
+        let log = svc.recovery.as_deref();
+        let _ = Box::pin(send(
             io,
+            log,
             &Recipient::Admins,
             DRIVER_STATUS_CHANGED,
             &change,
@@ -64,7 +87,8 @@ pub async fn location<A: Adapter>(
         };
         // Boxed here and below: the adapter's broadcast is a large future, and most updates
         // forward nothing; inline, every update's future would carry (and move) its size.
-        let _ = Box::pin(deliver(io, &Recipient::Admins, DRIVER_LOCATION, &update)).await;
+        let log = svc.recovery.as_deref();
+        let _ = Box::pin(send(io, log, &Recipient::Admins, DRIVER_LOCATION, &update)).await;
     }
     if let Some(trip) = active_trip {
         let update = TripDriverLocation {
@@ -77,7 +101,8 @@ pub async fn location<A: Adapter>(
             at: position.at,
         };
         let passenger = Recipient::Passenger(trip.passenger_id);
-        let _ = Box::pin(deliver(io, &passenger, TRIP_DRIVER_LOCATION, &update)).await;
+        let log = svc.recovery.as_deref();
+        let _ = Box::pin(send(io, log, &passenger, TRIP_DRIVER_LOCATION, &update)).await;
     }
     Ok(Reply::new())
 }

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, sync::Mutex, time::Duration};
 
-use super::{Io, context::SocketContext};
+use super::{context::SocketContext, io::Io};
 use crate::{
     clock::{now_ms, rfc3339_ms},
     telemetry::metrics::{self, DisconnectReason},

@@ -1,5 +1,6 @@
 //! The recovery feed on this replica: each kept entry, in the order the log published it, handed
-//! to the gates ([`Gate`]) of this replica's sockets in its room. The socket side of recovery;
+//! to the gates (`recovery::gate::Gate`) of this replica's sockets in its room, except a
+//! revocation notice this replica already told them of ([`RevocationNotices::already_told`]). The socket side of recovery;
 //! what is kept, and how, is `recovery`'s.
 
 use std::sync::Arc;
@@ -9,15 +10,11 @@ use fred::{
     interfaces::{EventInterface, PubsubInterface},
 };
 use shared::namespace::Namespace;
-use socketioxide::adapter::Adapter;
 use tokio::sync::{broadcast, mpsc};
 
-use super::Io;
+use super::{io::Io, notices::RevocationNotices};
 use crate::{
-    recovery::{
-        Entry, Published,
-        gate::{Gate, send},
-    },
+    recovery::{Entry, Published},
     telemetry::metrics,
 };
 
@@ -26,24 +23,26 @@ use crate::{
 pub async fn run_feed(
     io: Io,
     mut entries: mpsc::UnboundedReceiver<Entry>,
-    skip: impl Fn(&Entry) -> bool + Send + 'static,
+    notices: Arc<RevocationNotices>,
 ) {
     while let Some(entry) = entries.recv().await {
         let Some(ns) = entry.namespace() else {
             continue;
         };
         let room = entry.room.clone();
-        deliver_locally(&io, ns, &room, || (!skip(&entry)).then_some(entry));
+        io.to_gates(ns, &room, || {
+            (!notices.already_told(&entry)).then_some(entry)
+        });
     }
 }
 
-/// The same for the cluster (`skip`: entries this replica must not hand out again): the entries every replica publishes on the recovery channels, in
+/// The same for the cluster: the entries every replica publishes on the recovery channels, in
 /// the order each channel carries them.
 pub async fn listen(
     client: SubscriberClient,
     channels: Vec<String>,
     io: Io,
-    skip: impl Fn(&Entry) -> bool + Send + 'static,
+    notices: Arc<RevocationNotices>,
 ) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
     let mut messages = client.message_rx();
     for channel in channels {
@@ -65,9 +64,9 @@ pub async fn listen(
                         continue;
                     };
                     for (room, offset) in &published.kept {
-                        deliver_locally(&io, ns, room, || {
+                        io.to_gates(ns, room, || {
                             let entry = published.entry(room, *offset);
-                            (!skip(&entry)).then_some(entry)
+                            (!notices.already_told(&entry)).then_some(entry)
                         });
                     }
                 }
@@ -81,30 +80,4 @@ pub async fn listen(
             }
         }
     }))
-}
-
-/// Hands an entry of `room` to the gates of this replica's sockets in it. The entry is made (and
-/// `make` may skip it) only when there are some: with many replicas, most replicas hold no
-/// socket of most rooms a push names.
-pub fn deliver_locally(io: &Io, ns: Namespace, room: &str, make: impl FnOnce() -> Option<Entry>) {
-    fn on<A: Adapter>(
-        io: &socketioxide::SocketIo<A>,
-        ns: Namespace,
-        room: &str,
-        make: impl FnOnce() -> Option<Entry>,
-    ) {
-        let Some(op) = io.of(ns.path()) else { return };
-        let sockets = op.local().within(room.to_owned()).sockets();
-        if sockets.is_empty() {
-            return;
-        }
-        let Some(entry) = make() else { return };
-        metrics::emit(ns, &entry.event);
-        for s in sockets {
-            if let Some(gate) = s.extensions.get::<Arc<Gate>>() {
-                gate.offer(&entry, |e| send(&s, e));
-            }
-        }
-    }
-    on_io!(io, io => on(io, ns, room, make))
 }

@@ -18,8 +18,8 @@ use shared::{
 };
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
-use super::Services;
-use super::deliver::{Recipient, deliver, disconnect};
+use super::deliver::{Recipient, disconnect, send};
+use super::services::Services;
 use crate::{
     auth::handshake::{HandshakeError, TokenClaims},
     telemetry::metrics::{self, DisconnectReason},
@@ -111,7 +111,8 @@ pub async fn register<A: Adapter>(
     let notice = ConnectionReplaced { by: me };
     for old in &replaced {
         let to = Recipient::Socket(ns, old.clone());
-        if let Err(error) = deliver(io, &to, AUTH_CONNECTION_REPLACED, &notice).await {
+        let log = svc.recovery.as_deref();
+        if let Err(error) = send(io, log, &to, AUTH_CONNECTION_REPLACED, &notice).await {
             tracing::warn!(%error, "cannot tell a replaced socket");
         }
         if let Err(error) = disconnect(io, &to).await {

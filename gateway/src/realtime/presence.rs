@@ -21,8 +21,8 @@ use std::{
 use shared::events::{DRIVER_STATUS_CHANGED, DriverStatusChanged};
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
-use super::Io;
 use super::deliver::Recipient;
+use super::io::Delivery;
 use crate::{
     state::{NodeStats, StateEngine, memory::SWEEP_EVERY},
     telemetry::metrics,
@@ -137,7 +137,7 @@ impl LocalPresence {
 /// Renews the lease every `renew_every`, re-asserts presence when the store lost track of it,
 /// and expires presence every sweep, until aborted (drain).
 pub fn spawn_upkeep(
-    io: Io,
+    delivery: Delivery,
     presence: Arc<LocalPresence>,
     node_id: String,
     node_ttl: Duration,
@@ -158,7 +158,7 @@ pub fn spawn_upkeep(
         loop {
             ticker.tick().await;
             if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
-                let (drivers, passengers, admin) = io.local_counts();
+                let (drivers, passengers, admin) = delivery.io.local_counts();
                 let stats = NodeStats {
                     node_id: node_id.clone(),
                     drivers,
@@ -193,8 +193,8 @@ pub fn spawn_upkeep(
                             status: change.status,
                             at: change.at,
                         };
-                        let _ = io
-                            .deliver(&Recipient::Admins, DRIVER_STATUS_CHANGED, &payload)
+                        let _ = delivery
+                            .send(&Recipient::Admins, DRIVER_STATUS_CHANGED, &payload)
                             .await;
                     }
                 }

@@ -11,16 +11,27 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use shared::{namespace::Namespace, rooms};
+use shared::{events::AUTH_REFRESH, namespace::Namespace, rooms};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
 use super::{
-    Services,
     ack::{EventError, Reply, reply},
     context::SocketContext,
+    events::on_event,
     expiry,
+    services::Services,
 };
+
+/// `auth:refresh`, on every namespace's sockets.
+pub fn wire<A: Adapter>(s: &SocketRef<A>, svc: &Arc<Services>, ns: Namespace) {
+    on_event(
+        s,
+        svc,
+        AUTH_REFRESH,
+        move |svc, _, ctx, payload, s| async move { refresh(&svc, &s, ns, ctx, payload).await },
+    );
+}
 use crate::{auth::handshake::HandshakeError, clock::rfc3339_ms};
 
 pub async fn refresh<A: Adapter>(

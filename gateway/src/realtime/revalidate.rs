@@ -18,7 +18,7 @@ use shared::{auth_events::AuthEvent, namespace::Namespace};
 use socketioxide::{SocketIo, adapter::Adapter};
 use uuid::Uuid;
 
-use super::{Io, context::SocketContext, expiry, sessions::SessionEvents};
+use super::{context::SocketContext, expiry, io::Io, sessions::SessionEvents};
 use crate::{
     store::postgres::{PgStore, SessionStanding},
     telemetry::metrics,

@@ -10,31 +10,23 @@ use fred::{
     clients::{Client, SubscriberClient},
     interfaces::{ClientLike, EventInterface, PubsubInterface},
 };
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use shared::{
     auth_events::{AuthEvent, AuthEventMessage, DEFAULT_REVOKE_REASON},
-    events::{AUTH_SESSION_REVOKED, SessionRevokedNotice},
+    events::SessionRevokedNotice,
     namespace::Namespace,
     rooms,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 use tracing::{Instrument, Span, field::Empty};
 
-use super::Io;
-use super::deliver::{Recipient, deliver_local, local_count};
+use super::{deliver::Recipient, io::Io, notices::RevocationNotices};
 use crate::clock::now_rfc3339;
-use crate::recovery::{Entry, log::RecoveryLog, resume};
 use crate::telemetry::{
     metrics::{self, AuthEventSource, DisconnectReason},
     traces::{self, redis_span},
 };
-use std::sync::Arc;
-
 /// What applying an event did on this replica.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LocalEffect {
@@ -56,28 +48,20 @@ pub struct SessionEvents {
     io: Io,
     /// Cluster mode: where events are published. `None` on a single replica.
     publisher: Option<(Client, String)>,
-    /// Sessions whose revocation this replica already announced.
-    announced: RecentRevocations,
-    /// Where the revocation notice is kept for the user's reconnecting apps (recovery).
-    recovery: Option<Arc<dyn RecoveryLog>>,
-    /// Revocations this replica told its sockets of without keeping them (the log was down):
-    /// the kept copy a retry brings later is not sent to them again ([`already_told`]).
-    told_unkept: Arc<RecentRevocations>,
+    /// The user's other sockets are told once of a revoked session.
+    notices: Arc<RevocationNotices>,
 }
 
 impl SessionEvents {
     pub fn new(
         io: Io,
         publisher: Option<(Client, String)>,
-        recovery: Option<Arc<dyn RecoveryLog>>,
-        told_unkept: Arc<RecentRevocations>,
+        notices: Arc<RevocationNotices>,
     ) -> Self {
         Self {
             io,
             publisher,
-            announced: RecentRevocations::default(),
-            recovery,
-            told_unkept,
+            notices,
         }
     }
 
@@ -166,11 +150,11 @@ impl SessionEvents {
         // A session is revoked once, whoever repeats it (the auth service retrying, several
         // replicas' re-validation): its user's other sockets hear about it once.
         let announce = match event {
-            AuthEvent::SessionRevoked { sid, .. } => self.announced.first_time(sid),
+            AuthEvent::SessionRevoked { sid, .. } => self.notices.first_time(sid),
             AuthEvent::SessionRefreshed { .. } => false,
         };
-        let log = (self.recovery.as_deref(), &*self.told_unkept);
-        let effect = on_io!(&self.io, io => apply(io, log, event, announce)
+        let notices = &*self.notices;
+        let effect = on_io!(&self.io, io => apply(io, notices, event, announce)
             .instrument(span.clone())
             .await);
         span.record("gateway.disconnected", effect.disconnected as u64);
@@ -267,7 +251,7 @@ fn stamped(mut event: AuthEvent) -> AuthEvent {
 /// Applies `event` to this replica's sockets; `announce`: also notify the user's other sockets.
 async fn apply<A: Adapter>(
     io: &SocketIo<A>,
-    log: (Option<&dyn RecoveryLog>, &RecentRevocations),
+    notices: &RevocationNotices,
     event: &AuthEvent,
     announce: bool,
 ) -> LocalEffect {
@@ -299,7 +283,7 @@ async fn apply<A: Adapter>(
                 Recipient::Passenger(user_id.clone()),
             ] {
                 let except = Some(rooms::session(sid));
-                notified += notify(io, log, &to, except, sid, &notice).await;
+                notified += notices.notify(io, &to, except, sid, &notice).await;
             }
             LocalEffect {
                 disconnected,
@@ -312,90 +296,6 @@ async fn apply<A: Adapter>(
         },
     }
 }
-
-/// Tells the user's other sockets of a revoked session. With recovery on, the notice is kept once
-/// for the cluster (every replica hears the event; the first to keep it publishes it to all) and
-/// reaches the sockets through the recovery feed, with an offset; otherwise, or if it cannot be
-/// kept, this replica tells its own sockets. Returns how many of this replica's sockets it is for.
-async fn notify<A: Adapter>(
-    io: &SocketIo<A>,
-    (log, told_unkept): (Option<&dyn RecoveryLog>, &RecentRevocations),
-    to: &Recipient,
-    except: Option<String>,
-    sid: &str,
-    notice: &SessionRevokedNotice,
-) -> usize {
-    let room = resume::user_room(to.namespace(), to.user_id().unwrap_or_default());
-    let kept = match (log, room, serde_json::to_value(notice)) {
-        (Some(log), Some(room), Ok(value)) => {
-            let once = format!("revoked:{sid}");
-            match log
-                .append_once(&room, &once, AUTH_SESSION_REVOKED, &value)
-                .await
-            {
-                Ok(_) => true,
-                Err(error) => {
-                    metrics::redis_error("recovery_append");
-                    tracing::warn!(%error, "revocation notice not kept; sent without an offset");
-                    false
-                }
-            }
-        }
-        _ => false,
-    };
-    if kept {
-        local_count(io, to, except)
-    } else {
-        told_unkept.first_time(sid);
-        deliver_local(io, to, except, AUTH_SESSION_REVOKED, notice).await
-    }
-}
-
-/// Whether this replica already told its sockets of the revocation `entry` notifies of,
-/// without an offset (the log was down then): the kept copy of a later retry is not sent again.
-pub fn already_told(told_unkept: &RecentRevocations, entry: &Entry) -> bool {
-    entry.event == AUTH_SESSION_REVOKED
-        && entry
-            .data
-            .get("sid")
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|sid| told_unkept.contains(sid))
-}
-
-/// How long a revoked session is remembered, so a repeat of its revocation notifies nobody
-/// again. Past it, a repeat would notify again: retries come within minutes.
-const ANNOUNCED_FOR: Duration = Duration::from_secs(15 * 60);
-
-/// Revoked sessions already announced on this replica, each for [`ANNOUNCED_FOR`].
-#[derive(Default)]
-pub struct RecentRevocations(Mutex<HashMap<String, Instant>>);
-
-impl RecentRevocations {
-    /// Whether `sid` was recorded within [`ANNOUNCED_FOR`].
-    pub fn contains(&self, sid: &str) -> bool {
-        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(sid).is_some_and(|at| at.elapsed() < ANNOUNCED_FOR)
-    }
-
-    /// Records `sid`; `true` unless it was recorded within [`ANNOUNCED_FOR`].
-    fn first_time(&self, sid: &str) -> bool {
-        let now = Instant::now();
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= FORGET_ABOVE {
-            seen.retain(|_, at| now.duration_since(*at) < ANNOUNCED_FOR);
-        }
-        match seen.get(sid) {
-            Some(at) if now.duration_since(*at) < ANNOUNCED_FOR => false,
-            _ => {
-                seen.insert(sid.to_owned(), now);
-                true
-            }
-        }
-    }
-}
-
-/// Remembered revocations before old ones are swept.
-const FORGET_ABOVE: usize = 4_096;
 
 /// Disconnects this replica's sockets of session `sid` in every namespace (the client sees
 /// `io server disconnect` and does not reconnect by itself).
@@ -410,17 +310,4 @@ async fn disconnect_session<A: Adapter>(io: &SocketIo<A>, sid: &str) -> usize {
         }
     }
     disconnected
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_revocation_is_announced_once() {
-        let recent = RecentRevocations::default();
-        assert!(recent.first_time("s1"));
-        assert!(!recent.first_time("s1"));
-        assert!(recent.first_time("s2"));
-    }
 }

@@ -1,0 +1,51 @@
+//! What the socket handlers share ([`Services`]): built once per replica, behind an `Arc`.
+
+use std::sync::{Arc, atomic::AtomicU64};
+
+use tokio::sync::Semaphore;
+
+use super::{expiry::Deadlines, presence::LocalPresence, throttle::AdminLocationThrottle};
+use crate::{
+    auth::handshake::Gatekeeper, config::LifetimeSettings, recovery::log::RecoveryLog,
+    state::StateEngine,
+};
+
+/// What the socket handlers share.
+pub struct Services {
+    pub gate: Gatekeeper,
+    pub state: Arc<dyn StateEngine>,
+    /// Expiry, re-validation and per-user limits.
+    pub lifetime: LifetimeSettings,
+    /// Every socket's next expiry deadline.
+    pub deadlines: Arc<Deadlines>,
+    pub presence: Arc<LocalPresence>,
+    pub admin_throttle: AdminLocationThrottle,
+    /// Events no handler knows, ignored; counted for operators.
+    pub unknown_events: AtomicU64,
+    /// One permit per handshake in progress (`MAX_PENDING_HANDSHAKES`).
+    pub pending_handshakes: Semaphore,
+    /// Missed-event recovery; `None` when it is off (`RECOVERY_WINDOW_MS=0`).
+    pub recovery: Option<Arc<dyn RecoveryLog>>,
+}
+
+impl Services {
+    pub fn new(
+        gate: Gatekeeper,
+        state: Arc<dyn StateEngine>,
+        lifetime: LifetimeSettings,
+        deadlines: Arc<Deadlines>,
+        recovery: Option<Arc<dyn RecoveryLog>>,
+    ) -> Self {
+        Self {
+            gate,
+            lifetime,
+            deadlines,
+            presence: Arc::new(LocalPresence::new(state.clone())),
+            state,
+            admin_throttle: AdminLocationThrottle::default(),
+            unknown_events: AtomicU64::new(0),
+            pending_handshakes: Semaphore::new(lifetime.max_pending_handshakes),
+            recovery,
+        }
+    }
+}
