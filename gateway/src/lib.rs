@@ -40,6 +40,7 @@ pub mod request_head;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;

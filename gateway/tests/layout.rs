@@ -182,7 +182,7 @@ fn lower_floors_import_nothing_from_the_socket_side_the_api_or_the_composition_r
         "settings.rs",
     ];
     let storage_half_of_recovery = ["recovery/log.rs", "recovery/offset.rs", "recovery/mod.rs"];
-    let upper = ["realtime/", "internal/", "app.rs"];
+    let upper = ["realtime/", "internal/", "app/"];
     let mut upward = Vec::new();
     for (file, deps) in imports(&sources()) {
         let is_lower = lower.iter().any(|l| file.starts_with(l))
@@ -250,5 +250,5 @@ fn the_checks_see_the_imports_they_police() {
     assert!(graph["realtime/connect.rs"].contains("realtime/services.rs"));
     assert!(graph["realtime/deliver.rs"].contains("recovery/log.rs"));
     assert!(graph["state/redis.rs"].contains("state/script.rs"));
-    assert!(graph["app.rs"].contains("realtime/server.rs"));
+    assert!(graph["app/backend.rs"].contains("realtime/server.rs"));
 }

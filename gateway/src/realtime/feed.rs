@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::{io::Io, notices::RevocationNotices};
 use crate::{
     recovery::{Entry, Published},
+    tasks::Tasks,
     telemetry::metrics,
 };
 
@@ -43,12 +44,13 @@ pub async fn listen(
     channels: Vec<String>,
     io: Io,
     notices: Arc<RevocationNotices>,
-) -> Result<tokio::task::JoinHandle<()>, fred::error::Error> {
+    tasks: &Tasks,
+) -> Result<(), fred::error::Error> {
     let mut messages = client.message_rx();
     for channel in channels {
         client.ssubscribe(channel).await?;
     }
-    Ok(tokio::spawn(async move {
+    tasks.spawn("recovery feed", async move {
         loop {
             match messages.recv().await {
                 Ok(message) => {
@@ -79,5 +81,6 @@ pub async fn listen(
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
-    }))
+    });
+    Ok(())
 }

@@ -135,74 +135,72 @@ impl LocalPresence {
 }
 
 /// Renews the lease every `renew_every`, re-asserts presence when the store lost track of it,
-/// and expires presence every sweep, until aborted (drain).
-pub fn spawn_upkeep(
+/// and expires presence every sweep, until the drain stops it.
+pub async fn upkeep(
     delivery: Delivery,
     presence: Arc<LocalPresence>,
     node_id: String,
     node_ttl: Duration,
-) -> tokio::task::JoinHandle<()> {
+) {
     let state = presence.state.clone();
     // Renewing three times per lease survives two missed renewals; counts stay at most a
     // second old.
     let renew_every = (node_ttl / 3).min(Duration::from_secs(1));
-    tokio::spawn(async move {
-        let mut last_renewal: Option<Instant> = None;
-        // Since when every call to the store succeeded. A lease that lapsed while this replica
-        // could not reach the store either may belong to a live replica that could not renew
-        // (a shared outage): reap only after a whole lease period of contact, by which time
-        // every live replica has renewed.
-        let mut in_contact_since: Option<Instant> = None;
-        let mut ticker = tokio::time::interval(SWEEP_EVERY);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
-                let (drivers, passengers, admin) = delivery.io.local_counts();
-                let stats = NodeStats {
-                    node_id: node_id.clone(),
-                    drivers,
-                    passengers,
-                    admin,
-                };
-                match state.renew_lease(&stats).await {
-                    Ok(was_live) => {
-                        in_contact_since.get_or_insert_with(Instant::now);
-                        if !was_live && last_renewal.is_some() {
-                            tracing::info!(
-                                "lease was gone (reaped, or Redis lost its data); re-asserting presence"
-                            );
-                        }
-                        last_renewal = Some(Instant::now());
-                        presence.reassert(!was_live).await;
+    let mut last_renewal: Option<Instant> = None;
+    // Since when every call to the store succeeded. A lease that lapsed while this replica
+    // could not reach the store either may belong to a live replica that could not renew
+    // (a shared outage): reap only after a whole lease period of contact, by which time
+    // every live replica has renewed.
+    let mut in_contact_since: Option<Instant> = None;
+    let mut ticker = tokio::time::interval(SWEEP_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
+            let (drivers, passengers, admin) = delivery.io.local_counts();
+            let stats = NodeStats {
+                node_id: node_id.clone(),
+                drivers,
+                passengers,
+                admin,
+            };
+            match state.renew_lease(&stats).await {
+                Ok(was_live) => {
+                    in_contact_since.get_or_insert_with(Instant::now);
+                    if !was_live && last_renewal.is_some() {
+                        tracing::info!(
+                            "lease was gone (reaped, or Redis lost its data); re-asserting presence"
+                        );
                     }
-                    Err(error) => {
-                        in_contact_since = None;
-                        presence.stale.store(true, Ordering::SeqCst);
-                        tracing::warn!(%error, "lease not renewed");
-                    }
-                }
-            }
-            let reap_lapsed = in_contact_since.is_some_and(|t| t.elapsed() >= node_ttl);
-            match state.expire_presence(reap_lapsed).await {
-                Ok(changes) => {
-                    for change in changes {
-                        tracing::info!(driver = %change.driver_id, "driver offline: presence grace over");
-                        let payload = DriverStatusChanged {
-                            driver_id: change.driver_id,
-                            status: change.status,
-                            at: change.at,
-                        };
-                        let _ = delivery
-                            .send(&Recipient::Admins, DRIVER_STATUS_CHANGED, &payload)
-                            .await;
-                    }
+                    last_renewal = Some(Instant::now());
+                    presence.reassert(!was_live).await;
                 }
                 Err(error) => {
                     in_contact_since = None;
-                    tracing::warn!(%error, "presence not swept");
+                    presence.stale.store(true, Ordering::SeqCst);
+                    tracing::warn!(%error, "lease not renewed");
                 }
             }
         }
-    })
+        let reap_lapsed = in_contact_since.is_some_and(|t| t.elapsed() >= node_ttl);
+        match state.expire_presence(reap_lapsed).await {
+            Ok(changes) => {
+                for change in changes {
+                    tracing::info!(driver = %change.driver_id, "driver offline: presence grace over");
+                    let payload = DriverStatusChanged {
+                        driver_id: change.driver_id,
+                        status: change.status,
+                        at: change.at,
+                    };
+                    let _ = delivery
+                        .send(&Recipient::Admins, DRIVER_STATUS_CHANGED, &payload)
+                        .await;
+                }
+            }
+            Err(error) => {
+                in_contact_since = None;
+                tracing::warn!(%error, "presence not swept");
+            }
+        }
+    }
 }

@@ -22,11 +22,11 @@ use socketioxide::{SocketIo, adapter::Adapter};
 use tracing::{Instrument, Span, field::Empty};
 
 use super::{deliver::Recipient, io::Io, notices::RevocationNotices};
-use crate::clock::now_rfc3339;
 use crate::telemetry::{
     metrics::{self, AuthEventSource, DisconnectReason},
     traces::{self, redis_span},
 };
+use crate::{clock::now_rfc3339, tasks::Tasks};
 /// What applying an event did on this replica.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LocalEffect {
@@ -185,19 +185,20 @@ impl SessionEvents {
         effect
     }
 
-    /// Subscribes to the auth-events channel, then hears it until the process ends,
+    /// Subscribes to the auth-events channel, then hears it until the replica stops (`tasks`),
     /// re-subscribing after every reconnect.
     pub async fn listen(
         self: std::sync::Arc<Self>,
         client: SubscriberClient,
         channel: String,
+        tasks: &Tasks,
     ) -> Result<(), fred::error::Error> {
         // Take the receivers before subscribing, so no message falls in between.
         let mut messages = client.message_rx();
         let mut reconnects = client.reconnect_rx();
         client.subscribe(channel.as_str()).await?;
         let resubscriber = client.clone();
-        tokio::spawn(async move {
+        tasks.spawn("restore auth-events subscription", async move {
             while reconnects.recv().await.is_ok() {
                 match resubscriber.subscribe(channel.as_str()).await {
                     Ok(()) => tracing::info!("auth-events subscription restored"),
@@ -207,7 +208,7 @@ impl SessionEvents {
                 }
             }
         });
-        tokio::spawn(async move {
+        tasks.spawn("auth-events listener", async move {
             loop {
                 match messages.recv().await {
                     Ok(message) => match message.value.as_bytes() {

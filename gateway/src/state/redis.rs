@@ -26,7 +26,7 @@ use super::{
     DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateEngine,
     StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
 };
-use crate::clock::now_rfc3339;
+use crate::{clock::now_rfc3339, tasks::Tasks};
 
 macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
@@ -99,8 +99,8 @@ const REAP_BATCH: usize = 50;
 const CLAIM: Duration = Duration::from_secs(30);
 
 impl RedisState {
-    /// Starts the location writer: call within the Tokio runtime.
-    pub fn new(client: Client, prefix: &str, settings: StateSettings) -> Self {
+    /// Starts the location writer, owned by `tasks`: call within the Tokio runtime.
+    pub fn new(client: Client, prefix: &str, settings: StateSettings, tasks: &Tasks) -> Self {
         let locations = LocationWriter::spawn(
             client.clone(),
             LocationKeys {
@@ -109,6 +109,7 @@ impl RedisState {
                 stream_maxlen: settings.location_stream_maxlen,
                 clustered: client.is_clustered(),
             },
+            tasks,
         );
         Self {
             locations,

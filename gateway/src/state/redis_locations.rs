@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::telemetry::traces::{leaf, redis_span};
+use crate::{
+    tasks::Tasks,
+    telemetry::traces::{leaf, redis_span},
+};
 
 use super::{
     ActiveTrip, LocationOutcome, Position, StateError,
@@ -72,9 +75,12 @@ pub struct LocationWriter {
 
 impl LocationWriter {
     /// Starts the writer task (needs a Tokio runtime).
-    pub fn spawn(client: Client, keys: LocationKeys) -> Self {
+    pub fn spawn(client: Client, keys: LocationKeys, tasks: &Tasks) -> Self {
         let (reports, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(client, keys, queue));
+        tasks.spawn(
+            "location writer",
+            write_batches(client, keys, queue, tasks.clone()),
+        );
         Self { reports }
     }
 
@@ -100,7 +106,12 @@ impl LocationWriter {
     }
 }
 
-async fn write_batches(client: Client, keys: LocationKeys, mut queue: mpsc::Receiver<Report>) {
+async fn write_batches(
+    client: Client,
+    keys: LocationKeys,
+    mut queue: mpsc::Receiver<Report>,
+    tasks: Tasks,
+) {
     let writer = Arc::new(BatchCall {
         client,
         keys,
@@ -118,7 +129,7 @@ async fn write_batches(client: Client, keys: LocationKeys, mut queue: mpsc::Rece
             return;
         }
         let writer = writer.clone();
-        tokio::spawn(async move {
+        tasks.spawn("location batch", async move {
             writer.write(batch).await;
             drop(permit);
         });

@@ -13,9 +13,8 @@ use fred::{
     prelude::{Builder, Config, ReconnectPolicy},
     types::RespVersion,
 };
-use tokio::task::JoinHandle;
 
-use crate::config::RedisSettings;
+use crate::{config::RedisSettings, tasks::Tasks};
 
 /// Reconnect forever, backing off from 100 ms to 1 s: a replica must come back by itself, and
 /// soon after Redis does. While disconnected every state call is refused at once, so the
@@ -82,17 +81,23 @@ impl RedisClients {
 
     /// Re-subscribes every sharded channel of the adapter, and of the recovery feed, after each
     /// reconnect.
-    pub fn restore_subscriptions_on_reconnect(&self) {
-        restore_shard_channels(self.adapter.clone(), "adapter");
-        restore_shard_channels(self.recovery.clone(), "recovery");
+    pub fn restore_subscriptions_on_reconnect(&self, tasks: &Tasks) {
+        tasks.spawn(
+            "restore adapter channels",
+            restore_shard_channels(self.adapter.clone(), "adapter"),
+        );
+        tasks.spawn(
+            "restore recovery channels",
+            restore_shard_channels(self.recovery.clone(), "recovery"),
+        );
     }
 
     /// Logs why the connection to Redis fails (refused, a certificate not trusted, a password
     /// refused): fred retries silently. A repeat of the same error is logged again after
     /// [`REPEAT_ERROR_AFTER`] at most, not on every retry.
-    pub fn log_connection_errors(&self) -> JoinHandle<()> {
+    pub fn log_connection_errors(&self, tasks: &Tasks) {
         let mut errors = self.commands.error_rx();
-        tokio::spawn(async move {
+        tasks.spawn("log redis connection errors", async move {
             let mut last: Option<(String, std::time::Instant)> = None;
             loop {
                 let (error, server) = match errors.recv().await {
@@ -112,6 +117,22 @@ impl RedisClients {
                 last = Some((text, std::time::Instant::now()));
             }
         })
+    }
+
+    /// Closes every connection (the drain's last step): nothing of the replica reaches Redis
+    /// after it. A connection already down is left to close.
+    pub async fn quit(&self) {
+        let closed = [
+            ("adapter", self.adapter.quit().await),
+            ("auth-events", self.auth_events.quit().await),
+            ("commands", self.commands.quit().await),
+            ("recovery", self.recovery.quit().await),
+        ];
+        for (connection, result) in closed {
+            if let Err(error) = result {
+                tracing::debug!(%error, connection, "redis connection not closed cleanly");
+            }
+        }
     }
 
     /// Whether every connection is up, without a round trip (metrics).
@@ -138,26 +159,24 @@ impl RedisClients {
 }
 
 /// Re-subscribes `client`'s tracked shard channels after each reconnect (fred does not).
-fn restore_shard_channels(client: SubscriberClient, what: &'static str) -> JoinHandle<()> {
+async fn restore_shard_channels(client: SubscriberClient, what: &'static str) {
     let mut reconnects = client.reconnect_rx();
-    tokio::spawn(async move {
-        while reconnects.recv().await.is_ok() {
-            let channels = client.tracked_shard_channels();
-            let mut restored = 0usize;
-            // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
-            for channel in &channels {
-                match client.ssubscribe(channel.to_string()).await {
-                    Ok(()) => restored += 1,
-                    Err(error) => {
-                        tracing::warn!(%error, channel = %channel, what, "cannot restore a channel")
-                    }
+    while reconnects.recv().await.is_ok() {
+        let channels = client.tracked_shard_channels();
+        let mut restored = 0usize;
+        // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
+        for channel in &channels {
+            match client.ssubscribe(channel.to_string()).await {
+                Ok(()) => restored += 1,
+                Err(error) => {
+                    tracing::warn!(%error, channel = %channel, what, "cannot restore a channel")
                 }
             }
-            tracing::info!(
-                restored,
-                total = channels.len(),
-                "redis reconnected, {what} channels restored"
-            );
         }
-    })
+        tracing::info!(
+            restored,
+            total = channels.len(),
+            "redis reconnected, {what} channels restored"
+        );
+    }
 }

@@ -15,7 +15,10 @@ use fred::{
     prelude::{Builder, Config},
     types::RespVersion,
 };
-use gateway::state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState};
+use gateway::{
+    state::{StateEngine, StateSettings, memory::MemoryState, redis::RedisState},
+    tasks::Tasks,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
@@ -80,6 +83,7 @@ impl World {
                 client.clone(),
                 &self.prefix,
                 settings(node),
+                &Tasks::new(),
             )),
         }
     }
