@@ -1,4 +1,4 @@
-// A session after its handshake (../shared/spec/lifecycle.md), on three replicas and on a single
+// A session after its handshake (docs/spec/lifecycle.md), on three replicas and on a single
 // replica (memory engine): the expiry warning and disconnect (session expiry and JWT exp), the
 // in-band refresh (past the old expiry, onto a new sid, refusals), re-validation of sessions
 // revoked only in the database, the per-user socket cap, the per-user handshake rate, and the

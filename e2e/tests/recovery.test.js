@@ -1,4 +1,4 @@
-// Missed-event recovery (../shared/spec/recovery.md) with the official client: recoverable events
+// Missed-event recovery (docs/spec/recovery.md) with the official client: recoverable events
 // carry an offset as their last argument; a client that reconnects with `auth.offset`, on any
 // replica, gets what it missed before `hello` (`recovered: true`), exactly once and in order.
 import { describe, test, before, after } from 'node:test';

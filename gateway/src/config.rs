@@ -424,9 +424,9 @@ pub struct ServeSettings {
     pub trip_ttl: Duration,
     /// Approximate cap of the `{prefix}:driver-locations` stream (0: no stream).
     pub location_stream_maxlen: u64,
-    /// Missed-event recovery (`../shared/spec/recovery.md`).
+    /// Missed-event recovery (`docs/spec/recovery.md`).
     pub recovery: RecoverySettings,
-    /// What happens to a socket after its handshake (`../shared/spec/lifecycle.md`).
+    /// What happens to a socket after its handshake (`docs/spec/lifecycle.md`).
     pub lifetime: LifetimeSettings,
     /// OTLP trace export; `None` when no endpoint is set (nothing exported).
     pub traces: Option<TraceSettings>,
@@ -435,48 +435,11 @@ pub struct ServeSettings {
 
 impl ServeSettings {
     pub fn load(src: &Source) -> Result<Self, ConfigError> {
-        let redis = match src.secret(&settings::REDIS_URL)? {
-            None => None,
-            Some(url) => {
-                let url = url.trim();
-                redis_topology(url).map_err(|problem| ConfigError {
-                    name: settings::REDIS_URL.name,
-                    problem: problem.into(),
-                })?;
-                Some(RedisSettings {
-                    url: Secret::new(url),
-                })
-            }
-        };
-        let redis_prefix: String = src.parsed(&settings::REDIS_PREFIX, "a prefix")?;
-        // Braces would become the hash tag of every key (keys.rs), putting them all in one slot.
-        if redis_prefix
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '#' | '{' | '}'))
-        {
-            return Err(ConfigError {
-                name: settings::REDIS_PREFIX.name,
-                problem: "must not contain whitespace, '#', '{' or '}'".into(),
-            });
-        }
-        let node_id = src
-            .get(settings::NODE_ID.name)
-            .or_else(|| src.get("HOSTNAME"))
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_owned())
-            })
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "gateway".into());
-        let max_payload_bytes: u64 =
-            src.parsed(&settings::MAX_PAYLOAD_BYTES, "a number of bytes")?;
-        if max_payload_bytes < 1024 {
-            return Err(ConfigError {
-                name: settings::MAX_PAYLOAD_BYTES.name,
-                problem: "must be at least 1024".into(),
-            });
-        }
+        // Checked in this order: of several bad settings, the first is named.
+        let redis = RedisSettings::load(src)?;
+        let redis_prefix = redis_prefix(src)?;
+        let node_id = node_id(src);
+        let max_payload_bytes = max_payload_bytes(src)?;
         let shutdown_grace = src.millis(&settings::SHUTDOWN_GRACE_MS)?;
         let drain_spread = drain_spread(src, shutdown_grace)?;
         Ok(Self {
@@ -495,40 +458,104 @@ impl ServeSettings {
             shutdown_grace,
             drain_spread,
             listen_backlog: positive(src, &settings::LISTEN_BACKLOG)?,
-            cors_origins: {
-                let raw: String = src.parsed(&settings::CORS_ORIGINS, "origins")?;
-                crate::origins::Origins::parse(&raw).map_err(|problem| ConfigError {
-                    name: settings::CORS_ORIGINS.name,
-                    problem,
-                })?
-            },
-            max_connections: match src
-                .parsed_opt(&settings::MAX_CONNECTIONS, "a number of connections")?
-            {
-                Some(0) => {
-                    return Err(ConfigError {
-                        name: settings::MAX_CONNECTIONS.name,
-                        problem: "must be at least 1".into(),
-                    });
-                }
-                cap => cap,
-            },
+            cors_origins: cors_origins(src)?,
+            max_connections: max_connections(src)?,
             header_read_timeout: src.millis(&settings::HEADER_READ_TIMEOUT_MS)?,
             location_rate_per_s: positive(src, &settings::LOCATION_RATE_PER_S)?,
             presence_grace: src.millis(&settings::PRESENCE_GRACE_MS)?,
             trip_ttl: Duration::from_secs(positive(src, &settings::TRIP_TTL_S)?),
             location_stream_maxlen: src
                 .parsed(&settings::LOCATION_STREAM_MAXLEN, "a number of entries")?,
-            recovery: RecoverySettings {
-                window: Duration::from_millis(
-                    src.parsed(&settings::RECOVERY_WINDOW_MS, "a number of milliseconds")?,
-                ),
-                max_events: src.parsed(&settings::RECOVERY_MAX_EVENTS, "a number of events")?,
-            },
+            recovery: RecoverySettings::load(src)?,
             lifetime: LifetimeSettings::load(src)?,
             traces: TraceSettings::load(src, &node_id)?,
             log: LogSettings::load(src)?,
         })
+    }
+}
+
+impl RedisSettings {
+    /// `None` without `REDIS_URL`: a single replica.
+    fn load(src: &Source) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = src.secret(&settings::REDIS_URL)? else {
+            return Ok(None);
+        };
+        let url = url.trim();
+        redis_topology(url).map_err(|problem| ConfigError {
+            name: settings::REDIS_URL.name,
+            problem: problem.into(),
+        })?;
+        Ok(Some(Self {
+            url: Secret::new(url),
+        }))
+    }
+}
+
+impl RecoverySettings {
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            window: Duration::from_millis(
+                src.parsed(&settings::RECOVERY_WINDOW_MS, "a number of milliseconds")?,
+            ),
+            max_events: src.parsed(&settings::RECOVERY_MAX_EVENTS, "a number of events")?,
+        })
+    }
+}
+
+fn redis_prefix(src: &Source) -> Result<String, ConfigError> {
+    let prefix: String = src.parsed(&settings::REDIS_PREFIX, "a prefix")?;
+    // Braces would become the hash tag of every key (keys.rs), putting them all in one slot.
+    if prefix
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '{' | '}'))
+    {
+        return Err(ConfigError {
+            name: settings::REDIS_PREFIX.name,
+            problem: "must not contain whitespace, '#', '{' or '}'".into(),
+        });
+    }
+    Ok(prefix)
+}
+
+/// `NODE_ID`, else the host's name (a pod's name on Kubernetes), else `gateway`.
+fn node_id(src: &Source) -> String {
+    src.get(settings::NODE_ID.name)
+        .or_else(|| src.get("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
+fn max_payload_bytes(src: &Source) -> Result<u64, ConfigError> {
+    let bytes: u64 = src.parsed(&settings::MAX_PAYLOAD_BYTES, "a number of bytes")?;
+    if bytes < 1024 {
+        return Err(ConfigError {
+            name: settings::MAX_PAYLOAD_BYTES.name,
+            problem: "must be at least 1024".into(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn cors_origins(src: &Source) -> Result<crate::origins::Origins, ConfigError> {
+    let raw: String = src.parsed(&settings::CORS_ORIGINS, "origins")?;
+    crate::origins::Origins::parse(&raw).map_err(|problem| ConfigError {
+        name: settings::CORS_ORIGINS.name,
+        problem,
+    })
+}
+
+fn max_connections(src: &Source) -> Result<Option<usize>, ConfigError> {
+    match src.parsed_opt(&settings::MAX_CONNECTIONS, "a number of connections")? {
+        Some(0) => Err(ConfigError {
+            name: settings::MAX_CONNECTIONS.name,
+            problem: "must be at least 1".into(),
+        }),
+        cap => Ok(cap),
     }
 }
 

@@ -1,26 +1,46 @@
 //! The realtime gateway of the ride-hailing platform: Socket.IO for drivers, passengers and
-//! operations staff, pushed to by backend services, scaled out over Redis.
+//! operations staff, pushed to by backend services, scaled out over Redis. The floors, what each
+//! owns and must not touch, and the handshake, push and revocation flows are drawn in
+//! `docs/architecture.md`; `tests/layout.rs` keeps imports pointing down.
 //!
 //! # Layout
-//! - [`config`]: typed settings from flags and environment, validated before anything binds.
+//! Ground floor (imports nothing above it):
 //! - [`settings`]: every setting defined once (name, default, doc): the source of the flags,
 //!   the defaults, the README table and the chart's accepted names.
-//! - [`cli`]: subcommands (`serve`, `migrate`, `token`, `probe`, `settings`) and one flag per
-//!   setting.
-//! - [`app`]: one replica's life: bind, start, serve, drain on SIGTERM.
-//! - [`listener`]: the HTTP/1.1 listeners: connection cap, header-read timeout, head size.
-//! - [`origins`]: `CORS_ORIGINS`, the browser origins allowed to open sockets.
-//! - [`auth`]: access-token verification and the handshake's steps; the one place that words
-//!   `connect_error` messages.
-//! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
-//! - [`realtime`]: namespaces, rooms, socket context, the cluster adapter, session revocation,
-//!   session lifetime (expiry, refresh, re-validation, per-user limits), driver presence.
-//! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
-//! - [`health`]: readiness and drain state.
-//! - [`request_head`]: what Engine.IO keeps of a request's head: the few headers used, in
-//!   allocations of their own (not hyper's read buffer).
+//! - [`config`]: typed settings from flags and environment, validated before anything binds.
+//! - [`clock`]: wall-clock milliseconds and the contract's RFC 3339 timestamps.
+//! - [`tasks`]: a replica's background tasks, owned in one place and stopped by the drain.
 //! - [`telemetry`]: logs (JSON with trace ids, or pretty), OpenTelemetry traces over OTLP,
 //!   Prometheus metrics.
+//!
+//! Storage (imports the ground floor only):
+//! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
+//! - [`state`]: cluster state (drivers, presence, trips, leases, per-user limits) in memory or
+//!   in Redis (Lua scripts, one low-level script module), with its key schema.
+//! - [`recovery`]: missed-event recovery: the log of kept events (memory or Redis), offsets,
+//!   and a socket's gate and replay.
+//!
+//! Rules and edges:
+//! - [`auth`]: access-token verification and the handshake's steps; the one place that words
+//!   `connect_error` messages.
+//! - [`origins`]: `CORS_ORIGINS`, the browser origins allowed to open sockets.
+//! - [`listener`]: the HTTP/1.1 listeners: connection cap, header-read timeout, head size.
+//! - [`request_head`]: what Engine.IO keeps of a request's head: the few headers used, in
+//!   allocations of their own (not hyper's read buffer).
+//! - [`health`]: readiness and drain state.
+//!
+//! The two sides a replica serves:
+//! - [`realtime`]: the Socket.IO side: namespaces, a socket's life, each namespace's events,
+//!   delivery (one service, what is kept decided by the event), session lifetime, presence.
+//! - [`internal`]: the internal HTTP API and probes; the one place that maps errors to HTTP.
+//!
+//! Roof:
+//! - [`app`]: one replica's life and the one composition root: bind, build the mode's backend,
+//!   wire once, serve, drain on SIGTERM.
+//! - [`cli`]: subcommands (`serve`, `migrate`, `token`, `probe`, `settings`) and one flag per
+//!   setting.
+//!
+//! `test_support` (tests only): property-test inputs shared by the unit tests.
 //!
 //! Wire types (event names, room names, payloads, claims) live in the `shared` crate.
 

@@ -117,39 +117,49 @@ pub fn serve(
                 drop(tcp);
                 continue;
             };
-            // Without TCP_NODELAY, the CONNECT ack and `hello` (two small writes) wait on the
-            // client's delayed ACK: about 40 ms added to every handshake.
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::warn!(%error, "cannot set TCP_NODELAY");
-            }
-            let io = TokioIo::new(Permitted {
+            let tcp = Permitted {
                 tcp,
                 _permit: permit,
-            });
-            let conn = http
-                .serve_connection(io, TowerToHyperService::new(router.clone()))
-                .with_upgrades();
-            let mut stop = stop.clone();
-            let open = open_tx.subscribe();
-            tokio::spawn(async move {
-                let _open = open;
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = stopped(&mut stop) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(error) = result {
-                    // Timeouts, oversized heads, resets: the client's doing, not an incident.
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-            });
+            };
+            connection(&http, tcp, &router, stop.clone(), open_tx.subscribe());
         }
         drop(listener);
         open_tx.closed().await;
     })
+}
+
+/// Serves one accepted connection in a task of its own, until it closes or `stop` turns true
+/// (then its request in progress finishes). `open` is dropped when the task ends.
+fn connection(
+    http: &http1::Builder,
+    tcp: Permitted,
+    router: &Router,
+    mut stop: watch::Receiver<bool>,
+    open: watch::Receiver<()>,
+) {
+    // Without TCP_NODELAY, the CONNECT ack and `hello` (two small writes) wait on the client's
+    // delayed ACK: about 40 ms added to every handshake.
+    if let Err(error) = tcp.tcp.set_nodelay(true) {
+        tracing::warn!(%error, "cannot set TCP_NODELAY");
+    }
+    let conn = http
+        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()))
+        .with_upgrades();
+    tokio::spawn(async move {
+        let _open = open;
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = result {
+            // Timeouts, oversized heads, resets: the client's doing, not an incident.
+            tracing::debug!(%error, "connection ended with an error");
+        }
+    });
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {

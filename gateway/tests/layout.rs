@@ -252,3 +252,64 @@ fn the_checks_see_the_imports_they_police() {
     assert!(graph["state/redis.rs"].contains("state/script.rs"));
     assert!(graph["app/backend.rs"].contains("realtime/server.rs"));
 }
+
+#[test]
+fn the_contract_pages_are_copies_of_the_reference_folder() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let reference = repo.join("../shared");
+    if !reference.join("spec").is_dir() {
+        // A clone without the team's reference folder beside it: nothing to compare with.
+        return;
+    }
+    let mut compared = 0;
+    for entry in fs::read_dir(reference.join("spec")).expect("the reference folder") {
+        let path = entry.expect("an entry").path();
+        let name = path.file_name().expect("a file name").to_owned();
+        let copy = repo.join("docs/spec").join(&name);
+        let same = fs::read(&copy).ok() == Some(fs::read(&path).expect("a reference page"));
+        assert!(
+            same,
+            "docs/spec/{name:?} differs from ../shared/spec (copy it in)"
+        );
+        compared += 1;
+    }
+    let guide = "seed/connection-guide.txt";
+    assert_eq!(
+        fs::read(repo.join("docs/spec/connection-guide.txt")).ok(),
+        fs::read(reference.join(guide)).ok(),
+        "docs/spec/connection-guide.txt differs from ../shared/{guide}"
+    );
+    assert!(compared > 0, "no contract page compared");
+}
+
+#[test]
+fn the_docs_the_code_cites_are_in_the_repo() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut missing = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("src is readable") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = fs::read_to_string(&path).expect("a source file");
+            for (at, _) in text.match_indices("docs/") {
+                let cited: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '-' | '_'))
+                    .collect();
+                let cited = cited.trim_end_matches('.');
+                if cited.ends_with(".md") && !repo.join(cited).is_file() {
+                    missing.push(format!("{}: {cited}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "cited docs that do not exist: {missing:#?}"
+    );
+}

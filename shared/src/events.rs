@@ -1,4 +1,4 @@
-//! Event names and payloads between clients and the gateway (`../shared/spec/events.md`).
+//! Event names and payloads between clients and the gateway (`docs/spec/events.md`).
 //! Payload fields are camelCase; optional numbers that were not sent are `null` when emitted.
 
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,12 @@ use axum::{
 use serde_json::{Value, json};
 use shared::events::{TRIP_UPDATED, TripStatus, TripUpdated};
 
-use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
+use super::{
+    body::JsonBody,
+    error::ApiError,
+    fields,
+    state::{InternalState, Live},
+};
 use crate::{
     clock::now_rfc3339,
     realtime::deliver::Recipient,
@@ -61,35 +66,11 @@ pub async fn event(
             trip_id: trip_id.clone(),
             status,
             passenger_id: event.passenger_id.clone(),
-            driver_id: driver_id.clone(),
+            driver_id,
             data: data.clone(),
             at: now_rfc3339(),
         };
-        let mut delivered = true;
-        let send = |to: Recipient, payload: TripUpdated| async move {
-            live.delivery
-                .send(&to, TRIP_UPDATED, &payload)
-                .await
-                .is_ok()
-        };
-        delivered &= send(
-            Recipient::Passenger(update.passenger_id.clone()),
-            update.clone(),
-        )
-        .await;
-        if let Some(driver) = &driver_id {
-            delivered &= send(Recipient::Driver(driver.clone()), update.clone()).await;
-        }
-        delivered &= send(Recipient::Admins, update.clone()).await;
-        if let Some(previous) = replaced_driver {
-            let cancelled = TripUpdated {
-                status: TripStatus::Cancelled,
-                driver_id: Some(previous.clone()),
-                ..update
-            };
-            delivered &= send(Recipient::Driver(previous), cancelled).await;
-        }
-        if !delivered {
+        if !announce(live, update, replaced_driver).await {
             return Err(ApiError::Unavailable(
                 "stored, but delivered on this replica only: the cluster is unreachable".into(),
             ));
@@ -99,6 +80,35 @@ pub async fn event(
     Err(ApiError::Conflict(
         "the trip is being updated concurrently; retry".into(),
     ))
+}
+
+/// Sends a stored change to the passenger, the driver and admins, and `trip:updated`
+/// (CANCELLED) to a driver the change replaced. `false` when some went to this replica only.
+async fn announce(live: &Live, update: TripUpdated, replaced_driver: Option<String>) -> bool {
+    let send = |to: Recipient, payload: TripUpdated| async move {
+        live.delivery
+            .send(&to, TRIP_UPDATED, &payload)
+            .await
+            .is_ok()
+    };
+    let mut delivered = send(
+        Recipient::Passenger(update.passenger_id.clone()),
+        update.clone(),
+    )
+    .await;
+    if let Some(driver) = &update.driver_id {
+        delivered &= send(Recipient::Driver(driver.clone()), update.clone()).await;
+    }
+    delivered &= send(Recipient::Admins, update.clone()).await;
+    if let Some(previous) = replaced_driver {
+        let cancelled = TripUpdated {
+            status: TripStatus::Cancelled,
+            driver_id: Some(previous.clone()),
+            ..update
+        };
+        delivered &= send(Recipient::Driver(previous), cancelled).await;
+    }
+    delivered
 }
 
 /// `{ type, passengerId, driverId?, data? }`; 400 names the first problem.

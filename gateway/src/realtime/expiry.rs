@@ -1,4 +1,4 @@
-//! Expiry of connected sockets (`../shared/spec/lifecycle.md`): `auth:token_expiring` a lead
+//! Expiry of connected sockets (`docs/spec/lifecycle.md`): `auth:token_expiring` a lead
 //! before a socket's expiry, `auth:expired` and a server disconnect at it.
 //!
 //! One ordered set of deadlines per replica, swept once a second by one task, instead of a

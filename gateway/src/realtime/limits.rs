@@ -1,4 +1,4 @@
-//! Per-user limits (`../shared/spec/lifecycle.md`, "Connection limits"), both cluster-wide
+//! Per-user limits (`docs/spec/lifecycle.md`, "Connection limits"), both cluster-wide
 //! through the state engine:
 //! - `HANDSHAKE_RATE_PER_USER`: counted after the signature, before the database, so a flood of
 //!   validly signed tokens does not reach PostgreSQL;

@@ -22,7 +22,7 @@ use shared::events::{DRIVER_STATUS_CHANGED, DriverStatusChanged};
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use super::deliver::Recipient;
-use super::io::Delivery;
+use super::io::{Delivery, Io};
 use crate::{
     state::{NodeStats, StateEngine, memory::SWEEP_EVERY},
     telemetry::metrics,
@@ -142,48 +142,28 @@ pub async fn upkeep(
     node_id: String,
     node_ttl: Duration,
 ) {
-    let state = presence.state.clone();
     // Renewing three times per lease survives two missed renewals; counts stay at most a
     // second old.
     let renew_every = (node_ttl / 3).min(Duration::from_secs(1));
-    let mut last_renewal: Option<Instant> = None;
-    // Since when every call to the store succeeded. A lease that lapsed while this replica
-    // could not reach the store either may belong to a live replica that could not renew
-    // (a shared outage): reap only after a whole lease period of contact, by which time
-    // every live replica has renewed.
-    let mut in_contact_since: Option<Instant> = None;
+    let mut lease = Lease {
+        node_id,
+        last_renewal: None,
+        in_contact_since: None,
+    };
     let mut ticker = tokio::time::interval(SWEEP_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if last_renewal.is_none_or(|t| t.elapsed() >= renew_every) {
-            let (drivers, passengers, admin) = delivery.io.local_counts();
-            let stats = NodeStats {
-                node_id: node_id.clone(),
-                drivers,
-                passengers,
-                admin,
-            };
-            match state.renew_lease(&stats).await {
-                Ok(was_live) => {
-                    in_contact_since.get_or_insert_with(Instant::now);
-                    if !was_live && last_renewal.is_some() {
-                        tracing::info!(
-                            "lease was gone (reaped, or Redis lost its data); re-asserting presence"
-                        );
-                    }
-                    last_renewal = Some(Instant::now());
-                    presence.reassert(!was_live).await;
-                }
-                Err(error) => {
-                    in_contact_since = None;
-                    presence.stale.store(true, Ordering::SeqCst);
-                    tracing::warn!(%error, "lease not renewed");
-                }
-            }
+        if lease
+            .last_renewal
+            .is_none_or(|t| t.elapsed() >= renew_every)
+        {
+            lease.renew(&presence, &delivery.io).await;
         }
-        let reap_lapsed = in_contact_since.is_some_and(|t| t.elapsed() >= node_ttl);
-        match state.expire_presence(reap_lapsed).await {
+        let reap_lapsed = lease
+            .in_contact_since
+            .is_some_and(|t| t.elapsed() >= node_ttl);
+        match presence.state.expire_presence(reap_lapsed).await {
             Ok(changes) => {
                 for change in changes {
                     tracing::info!(driver = %change.driver_id, "driver offline: presence grace over");
@@ -198,8 +178,50 @@ pub async fn upkeep(
                 }
             }
             Err(error) => {
-                in_contact_since = None;
+                lease.in_contact_since = None;
                 tracing::warn!(%error, "presence not swept");
+            }
+        }
+    }
+}
+
+/// This replica's lease, as its upkeep keeps it.
+struct Lease {
+    node_id: String,
+    last_renewal: Option<Instant>,
+    /// Since when every call to the store succeeded. A lease that lapsed while this replica
+    /// could not reach the store either may belong to a live replica that could not renew (a
+    /// shared outage): reap only after a whole lease period of contact, by which time every
+    /// live replica has renewed.
+    in_contact_since: Option<Instant>,
+}
+
+impl Lease {
+    /// Renews the lease with this replica's socket counts; re-asserts presence when the store
+    /// had lost track of it.
+    async fn renew(&mut self, presence: &LocalPresence, io: &Io) {
+        let (drivers, passengers, admin) = io.local_counts();
+        let stats = NodeStats {
+            node_id: self.node_id.clone(),
+            drivers,
+            passengers,
+            admin,
+        };
+        match presence.state.renew_lease(&stats).await {
+            Ok(was_live) => {
+                self.in_contact_since.get_or_insert_with(Instant::now);
+                if !was_live && self.last_renewal.is_some() {
+                    tracing::info!(
+                        "lease was gone (reaped, or Redis lost its data); re-asserting presence"
+                    );
+                }
+                self.last_renewal = Some(Instant::now());
+                presence.reassert(!was_live).await;
+            }
+            Err(error) => {
+                self.in_contact_since = None;
+                presence.stale.store(true, Ordering::SeqCst);
+                tracing::warn!(%error, "lease not renewed");
             }
         }
     }

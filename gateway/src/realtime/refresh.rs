@@ -1,5 +1,5 @@
 //! `auth:refresh`: a new access token for a connected socket, without a reconnect
-//! (`../shared/spec/lifecycle.md`, "In-band refresh").
+//! (`docs/spec/lifecycle.md`, "In-band refresh").
 //!
 //! The token passes the handshake's steps 2-8 ([`Gatekeeper::verify`] and
 //! [`Gatekeeper::identify`], the same code) for the socket's own user. A refusal is an ack with

@@ -1,4 +1,4 @@
-//! Re-validation (`../shared/spec/lifecycle.md`): revocations that pub/sub missed (Redis down,
+//! Re-validation (`docs/spec/lifecycle.md`): revocations that pub/sub missed (Redis down,
 //! a message lost) still end, within `SESSION_REVALIDATE_MS` plus one round.
 //!
 //! Every round reads the sessions of this replica's sockets from PostgreSQL in batches (one

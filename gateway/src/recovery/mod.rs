@@ -1,4 +1,4 @@
-//! Missed-event recovery (`../shared/spec/recovery.md`): recoverable events to one user's room
+//! Missed-event recovery (`docs/spec/recovery.md`): recoverable events to one user's room
 //! are kept with an offset for `RECOVERY_WINDOW_MS` (at most `RECOVERY_MAX_EVENTS` per room), and
 //! reach sockets through a per-socket [`gate::Gate`], so that a client reconnecting with its
 //! last offset gets what it missed before `hello`, on any replica, exactly once and in order.

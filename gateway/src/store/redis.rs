@@ -2,7 +2,7 @@
 //! connected across Redis restarts and failovers.
 //!
 //! fred has no reconnect policy by default and, after a reconnect, does not restore the
-//! adapter's sharded subscriptions by itself (see `../shared/spec/socketioxide-notes.md`):
+//! adapter's sharded subscriptions by itself (see `docs/spec/socketioxide-notes.md`):
 //! [`RedisClients::restore_subscriptions_on_reconnect`] does it, channel by channel.
 
 use std::time::Duration;

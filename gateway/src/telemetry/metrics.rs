@@ -1,4 +1,4 @@
-//! Prometheus metrics (`GET /metrics`): the names of `../shared/spec/telemetry.md`, recorded
+//! Prometheus metrics (`GET /metrics`): the names of `docs/spec/telemetry.md`, recorded
 //! through the `metrics` facade and rendered by `metrics-exporter-prometheus`.
 //!
 //! Counters and histograms are recorded where outcomes are decided (the handshake, the ack, the

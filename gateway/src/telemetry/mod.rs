@@ -1,5 +1,5 @@
 //! Telemetry of one process: log lines, OpenTelemetry traces and Prometheus metrics
-//! (`../shared/spec/telemetry.md`).
+//! (`docs/spec/telemetry.md`).
 //!
 //! - [`logs`]: JSON lines with `trace_id`/`span_id` (or `LOG_FORMAT=pretty`), filtered by
 //!   `RUST_LOG`.

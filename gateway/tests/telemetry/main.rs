@@ -1,4 +1,4 @@
-//! Telemetry as operators see it (`../shared/spec/telemetry.md`): the spans real `gateway`
+//! Telemetry as operators see it (`docs/spec/telemetry.md`): the spans real `gateway`
 //! processes export to an OTLP receiver in this process, one trace per revocation across three
 //! replicas, `/metrics` after a known sequence, and no secret in any span or log line at
 //! `RUST_LOG=trace`. Needs PostgreSQL and Redis (`TEST_PG_URL`, `TEST_REDIS_URL`).
