@@ -15,12 +15,14 @@
 //!
 //! Storage (imports the ground floor only):
 //! - [`store`]: PostgreSQL (identity query, migrations) and Redis (cluster clients).
-//! - [`state`]: cluster state (drivers, presence, trips, leases, per-user limits) in memory or
-//!   in Redis (Lua scripts, one low-level script module), with its key schema.
+//! - [`state`]: cluster state, one interface per concern (drivers, presence, leases, trips,
+//!   per-user limits), in memory or in Redis (Lua scripts, one low-level script module), with
+//!   its key schema.
 //! - [`recovery`]: missed-event recovery: the log of kept events (memory or Redis), offsets,
 //!   and a socket's gate and replay.
 //!
 //! Rules and edges:
+//! - [`trips`]: the trip lifecycle's decision table, above storage.
 //! - [`auth`]: access-token verification and the handshake's steps; the one place that words
 //!   `connect_error` messages.
 //! - [`origins`]: `CORS_ORIGINS`, the browser origins allowed to open sockets.
@@ -64,3 +66,4 @@ pub mod tasks;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod trips;

@@ -249,7 +249,7 @@ fn the_checks_see_the_imports_they_police() {
     let graph = imports(&sources());
     assert!(graph["realtime/connect.rs"].contains("realtime/services.rs"));
     assert!(graph["realtime/deliver.rs"].contains("recovery/log.rs"));
-    assert!(graph["state/redis.rs"].contains("state/script.rs"));
+    assert!(graph["state/redis/mod.rs"].contains("state/script.rs"));
     assert!(graph["app/backend.rs"].contains("realtime/server.rs"));
 }
 

@@ -1,5 +1,5 @@
 //! `POST /internal/v1/trips/{tripId}/events`: the trip lifecycle, decided by
-//! [`crate::state::trips::decide`] and stored compare-and-set, then emitted.
+//! [`crate::trips::decide`] and stored compare-and-set, then emitted.
 
 use axum::{
     Json,
@@ -17,10 +17,8 @@ use super::{
 use crate::{
     clock::now_rfc3339,
     realtime::deliver::Recipient,
-    state::{
-        TripWrite,
-        trips::{TripDecision, TripEvent, decide},
-    },
+    state::TripWrite,
+    trips::{TripDecision, TripEvent, decide},
 };
 
 /// Concurrent writers of one trip retry this often before giving up with 409.

@@ -306,14 +306,8 @@ impl RedisLog {
             client,
             keys,
             settings,
-            append: Named::new(
-                "recovery_append",
-                include_str!("../state/lua/recovery_append.lua"),
-            ),
-            resume: Named::new(
-                "recovery_resume",
-                include_str!("../state/lua/recovery_resume.lua"),
-            ),
+            append: Named::new("recovery_append", include_str!("lua/recovery_append.lua")),
+            resume: Named::new("recovery_resume", include_str!("lua/recovery_resume.lua")),
         }
     }
 }

@@ -1,18 +1,22 @@
-//! Cluster state behind one small interface: driver status and positions, presence, active
-//! trips, trip status and replica leases. Two engines, as events.md asks:
+//! Cluster state, one small interface per concern: [`DriverStore`] (status, positions, the geo
+//! search), [`PresenceStore`] (which drivers have a socket on a live replica), [`LeaseStore`]
+//! (replicas alive and their counts), [`TripStore`] (trips, compare-and-set) and [`LimitStore`]
+//! (per-user limits); a replica holds all of them as one [`StateEngine`]. Two engines, as
+//! events.md asks, each with one file per concern:
 //! - [`memory::MemoryState`]: a single replica without `REDIS_URL`;
-//! - [`redis::RedisState`]: shared by every replica, one atomic Lua script per operation.
+//! - [`redis::RedisState`]: shared by every replica, one atomic Lua script per operation (its
+//!   scripts in `redis/lua/`, their plumbing in [`script`], their keys in [`keys`]).
 //!
-//! Engines store; they do not decide. Business rules (the trip decision table, validation,
-//! throttling of admin updates) live outside, so both engines behave the same by construction.
+//! Engines store; they do not decide. Business rules (the trip decision table in
+//! `crate::trips`, validation, throttling of admin updates) live above, so both engines behave
+//! the same by construction. `tests/state_contract` holds both to one contract, a module per
+//! concern.
 
 pub mod geo;
 pub mod keys;
 pub mod memory;
 pub mod redis;
-mod redis_locations;
 pub mod script;
-pub mod trips;
 
 use std::time::Duration;
 
@@ -187,8 +191,9 @@ pub struct StatusChange {
     pub at: String,
 }
 
+/// Drivers: status, positions (rate-limited), their state and the geo search.
 #[async_trait]
-pub trait StateEngine: Send + Sync {
+pub trait DriverStore: Send + Sync {
     /// Stores `status`; the geo index follows (only ONLINE drivers with a position are in it).
     /// Returns the previous status (`None`: never set).
     async fn set_status(
@@ -210,7 +215,11 @@ pub trait StateEngine: Send + Sync {
 
     /// Available drivers within the radius, nearest first.
     async fn drivers_nearby(&self, query: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError>;
+}
 
+/// Presence: which drivers have a socket on a live replica, and OFFLINE after the grace.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
     /// The first socket of `driver` on this replica opened.
     async fn presence_opened(&self, driver: &str) -> Result<(), StateError>;
 
@@ -230,12 +239,11 @@ pub trait StateEngine: Send + Sync {
     /// and drivers gone past their grace become OFFLINE. Each change is returned once, to one
     /// replica.
     async fn expire_presence(&self, reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError>;
+}
 
-    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError>;
-
-    /// Compare-and-set: `false` when the trip changed since it was read (the caller re-decides).
-    async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError>;
-
+/// Replica leases: who is alive, with its socket counts.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
     /// Renews this replica's lease and publishes its socket counts. `false`: the lease was not
     /// live before (first renewal, lapsed, reaped by another replica, or lost with Redis's data),
     /// so what the store knows of this replica's drivers may be gone.
@@ -246,7 +254,20 @@ pub trait StateEngine: Send + Sync {
 
     /// Drain: give up this replica's lease; its remaining drivers start their grace now.
     async fn release_lease(&self) -> Result<(), StateError>;
+}
 
+/// Trips: read, and written compare-and-set.
+#[async_trait]
+pub trait TripStore: Send + Sync {
+    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError>;
+
+    /// Compare-and-set: `false` when the trip changed since it was read (the caller re-decides).
+    async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError>;
+}
+
+/// Per-user limits: sockets per user and namespace, handshakes per window.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
     /// Socket `socket` of `user` opened in `ns`, registered cluster-wide. When the user now
     /// holds more than `max` sockets there (`0`: no limit), the oldest beyond it are
     /// unregistered and returned, oldest first: the caller replaces them.
@@ -275,6 +296,11 @@ pub trait StateEngine: Send + Sync {
         window: Duration,
     ) -> Result<bool, StateError>;
 }
+
+/// The whole store a replica uses: every concern, from one engine (memory or Redis).
+pub trait StateEngine: DriverStore + PresenceStore + LeaseStore + TripStore + LimitStore {}
+
+impl<T> StateEngine for T where T: DriverStore + PresenceStore + LeaseStore + TripStore + LimitStore {}
 
 /// Settings both engines need.
 #[derive(Debug, Clone)]

@@ -351,7 +351,7 @@ const MAX_INDEXED_LAT = '85.05112878';
 
 // The gateway's own scripts, read where the gateway compiles them in: the Redis side of a status
 // change or a position is the same work by construction, whatever the language around it.
-const LUA_DIR = fileURLToPath(new URL('../../../gateway/src/state/lua/', import.meta.url));
+const LUA_DIR = fileURLToPath(new URL('../../../gateway/src/state/redis/lua/', import.meta.url));
 
 function gatewayScript(name, numberOfKeys) {
   return defineScript({

@@ -19,7 +19,7 @@ use crate::{
     telemetry::traces::{leaf, redis_span},
 };
 
-use super::{
+use crate::state::{
     ActiveTrip, LocationOutcome, Position, StateError,
     geo::MAX_INDEXED_LAT,
     keys::Keys,

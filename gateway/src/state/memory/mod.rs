@@ -1,6 +1,12 @@
 //! The memory engine: a single replica without Redis keeps the same state in-process.
 //! One mutex, never held across an await.
 
+mod drivers;
+mod leases;
+mod limits;
+mod presence;
+mod trips;
+
 use std::{
     collections::HashMap,
     sync::Mutex,
@@ -12,7 +18,7 @@ use shared::{events::DriverStatus, namespace::Namespace};
 
 use super::{
     ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
-    StateEngine, StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
+    StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
 };
 use crate::clock::now_rfc3339;
 
@@ -67,254 +73,6 @@ fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-#[async_trait]
-impl StateEngine for MemoryState {
-    async fn set_status(
-        &self,
-        driver: &str,
-        status: DriverStatus,
-        _at: &str,
-    ) -> Result<Option<DriverStatus>, StateError> {
-        let mut inner = self.lock();
-        let record = inner.drivers.entry(driver.to_owned()).or_default();
-        Ok(record.status.replace(status))
-    }
-
-    async fn record_location(
-        &self,
-        driver: &str,
-        position: &Position,
-    ) -> Result<LocationOutcome, StateError> {
-        let mut inner = self.lock();
-        let record = inner.drivers.entry(driver.to_owned()).or_default();
-        let second = unix_secs();
-        if record.window.0 == second {
-            record.window.1 += 1;
-        } else {
-            record.window = (second, 1);
-        }
-        if record.window.1 > self.settings.location_rate_per_s {
-            return Ok(LocationOutcome::RateLimited);
-        }
-        record.position = Some(position.clone());
-        Ok(LocationOutcome::Accepted {
-            active_trip: record.active_trip.clone(),
-        })
-    }
-
-    async fn driver_state(&self, driver: &str) -> Result<Option<DriverState>, StateError> {
-        let inner = self.lock();
-        Ok(inner.drivers.get(driver).map(|r| DriverState {
-            status: r.status.unwrap_or(DriverStatus::Offline),
-            connected: r.present,
-            last_location: r.position.clone(),
-            active_trip_id: r.active_trip.as_ref().map(|t| t.trip_id.clone()),
-        }))
-    }
-
-    async fn drivers_nearby(&self, query: &NearbyQuery) -> Result<Vec<NearbyDriver>, StateError> {
-        let inner = self.lock();
-        let mut found: Vec<NearbyDriver> = inner
-            .drivers
-            .iter()
-            .filter(|(_, r)| r.status == Some(DriverStatus::Online))
-            .filter_map(|(id, r)| {
-                let p = r.position.as_ref().filter(|p| geo::indexable(p.lat))?;
-                let distance_m = geo::distance_m(query.lat, query.lng, p.lat, p.lng);
-                (distance_m <= query.radius_m).then(|| NearbyDriver {
-                    driver_id: id.clone(),
-                    lat: p.lat,
-                    lng: p.lng,
-                    distance_m,
-                    status: DriverStatus::Online,
-                    at: p.at.clone(),
-                })
-            })
-            .collect();
-        found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
-        found.truncate(query.limit);
-        Ok(found)
-    }
-
-    async fn presence_opened(&self, driver: &str) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        let record = inner.drivers.entry(driver.to_owned()).or_default();
-        record.present = true;
-        record.offline_at = None;
-        Ok(())
-    }
-
-    async fn presence_closed(&self, driver: &str) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        let record = inner.drivers.entry(driver.to_owned()).or_default();
-        record.present = false;
-        record.offline_at = Some(Instant::now() + self.settings.presence_grace);
-        Ok(())
-    }
-
-    async fn presence_resync(&self, drivers: &[String]) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        let offline_at = Instant::now() + self.settings.presence_grace;
-        for (id, record) in inner.drivers.iter_mut() {
-            let held = drivers.contains(id);
-            if record.present && !held {
-                record.offline_at = Some(offline_at);
-            } else if held {
-                record.offline_at = None;
-            }
-            record.present = held;
-        }
-        for driver in drivers {
-            inner.drivers.entry(driver.clone()).or_default().present = true;
-        }
-        Ok(())
-    }
-
-    async fn is_present(&self, driver: &str) -> Result<bool, StateError> {
-        Ok(self.lock().drivers.get(driver).is_some_and(|r| r.present))
-    }
-
-    async fn expire_presence(&self, _reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        let mut changes = Vec::new();
-        for (id, record) in &mut inner.drivers {
-            if record.offline_at.is_some_and(|t| t <= now) {
-                record.offline_at = None;
-                if record.status.is_some_and(|s| s != DriverStatus::Offline) {
-                    record.status = Some(DriverStatus::Offline);
-                    changes.push(StatusChange {
-                        driver_id: id.clone(),
-                        status: DriverStatus::Offline,
-                        at: now_rfc3339(),
-                    });
-                }
-            }
-        }
-        inner.trips.retain(|_, (_, expires)| *expires > now);
-        Ok(changes)
-    }
-
-    async fn trip(&self, trip_id: &str) -> Result<Option<Trip>, StateError> {
-        let now = Instant::now();
-        Ok(self
-            .lock()
-            .trips
-            .get(trip_id)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(t, _)| t.clone()))
-    }
-
-    async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        let stored = inner
-            .trips
-            .get(&write.trip_id)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(t, _)| t.version);
-        if stored != write.expected_version {
-            return Ok(false);
-        }
-        let trip = Trip {
-            status: write.status,
-            passenger_id: write.passenger_id.clone(),
-            driver_id: write.driver_id.clone(),
-            version: stored.unwrap_or(0) + 1,
-        };
-        let ttl = self.settings.trip_ttl;
-        inner.trips.insert(write.trip_id.clone(), (trip, now + ttl));
-        for driver in &write.unbind {
-            if let Some(r) = inner.drivers.get_mut(driver)
-                && r.active_trip
-                    .as_ref()
-                    .is_some_and(|t| t.trip_id == write.trip_id)
-            {
-                r.active_trip = None;
-            }
-        }
-        if let Some(driver) = &write.bind {
-            inner.drivers.entry(driver.clone()).or_default().active_trip = Some(ActiveTrip {
-                trip_id: write.trip_id.clone(),
-                passenger_id: write.passenger_id.clone(),
-            });
-        }
-        Ok(true)
-    }
-
-    async fn renew_lease(&self, stats: &NodeStats) -> Result<bool, StateError> {
-        // One process: its lease cannot lapse or be reaped.
-        self.lock().stats = stats.clone();
-        Ok(true)
-    }
-
-    async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {
-        Ok(vec![self.lock().stats.clone()])
-    }
-
-    async fn release_lease(&self) -> Result<(), StateError> {
-        Ok(())
-    }
-
-    async fn user_socket_opened(
-        &self,
-        ns: Namespace,
-        user: &str,
-        socket: &str,
-        max: u32,
-    ) -> Result<Vec<String>, StateError> {
-        let mut inner = self.lock();
-        let open = inner.user_sockets.entry((ns, user.to_owned())).or_default();
-        open.push(socket.to_owned());
-        let max = usize::try_from(max).unwrap_or(usize::MAX);
-        if max == 0 || open.len() <= max {
-            return Ok(Vec::new());
-        }
-        let excess = open.len() - max;
-        Ok(open.drain(..excess).collect())
-    }
-
-    async fn user_socket_closed(
-        &self,
-        ns: Namespace,
-        user: &str,
-        socket: &str,
-    ) -> Result<(), StateError> {
-        let mut inner = self.lock();
-        let key = (ns, user.to_owned());
-        if let Some(open) = inner.user_sockets.get_mut(&key) {
-            open.retain(|s| s != socket);
-            if open.is_empty() {
-                inner.user_sockets.remove(&key);
-            }
-        }
-        Ok(())
-    }
-
-    async fn handshake_allowed(
-        &self,
-        user: &str,
-        limit: u32,
-        window: Duration,
-    ) -> Result<bool, StateError> {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        // Forget finished windows now and then, so users who left take no memory.
-        if inner.handshakes.len() > HANDSHAKE_WINDOWS_KEPT {
-            inner
-                .handshakes
-                .retain(|_, (start, _)| now.duration_since(*start) < window);
-        }
-        let (start, count) = inner.handshakes.entry(user.to_owned()).or_insert((now, 0));
-        if now.duration_since(*start) >= window {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        Ok(*count <= limit)
-    }
-}
-
 /// Handshake windows kept before finished ones are swept.
 const HANDSHAKE_WINDOWS_KEPT: usize = 10_000;
 
@@ -324,6 +82,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{DriverStore, LimitStore, PresenceStore, TripStore};
     use shared::events::TripStatus;
 
     fn engine(grace_ms: u64) -> MemoryState {

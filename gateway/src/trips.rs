@@ -1,9 +1,10 @@
-//! The trip decision table of events.md, as a pure function of the stored trip and the event.
-//! Both state engines store what this decides; neither decides anything itself.
+//! The trip lifecycle's rules: the decision table of events.md, as a pure function of the stored
+//! trip and the event. Above storage: both state engines store what this decides; neither
+//! decides anything itself.
 
 use shared::events::TripStatus;
 
-use super::Trip;
+use crate::state::Trip;
 
 /// A validated trip event from the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
