@@ -10,6 +10,8 @@
 //! - [`config`]: typed settings from flags and environment, validated before anything binds.
 //! - [`clock`]: wall-clock milliseconds and the contract's RFC 3339 timestamps.
 //! - [`tasks`]: a replica's background tasks, owned in one place and stopped by the drain.
+//! - [`input`]: typed input: bodies and payloads decoded (serde) into structs of domain types
+//!   and id newtypes, refused in the contract's words.
 //! - [`telemetry`]: logs (JSON with trace ids, or pretty), OpenTelemetry traces over OTLP,
 //!   Prometheus metrics.
 //!
@@ -52,6 +54,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod health;
+pub mod input;
 pub mod internal;
 pub mod listener;
 pub mod origins;

@@ -8,12 +8,20 @@
 //! Redis, and cost 40% of the gateway's CPU per pushed message (docs/performance-history.md).
 
 use axum::{Json, extract::State};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::{events::is_reserved, namespace::Namespace, rooms::is_pushable};
 
-use crate::realtime::deliver::Recipient;
+use crate::{
+    input::{self, Field, Flag, FromJson, Problem},
+    realtime::deliver::Recipient,
+};
 
-use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
+use super::{
+    body::JsonBody,
+    error::{ApiError, NOT_AN_OBJECT},
+    state::InternalState,
+};
 
 const MAX_ROOMS: usize = 1_000;
 const MAX_EVENT_CHARS: usize = 128;
@@ -56,48 +64,83 @@ struct Push {
     count: bool,
 }
 
-fn parse(body: Value) -> Result<Push, ApiError> {
-    let mut body = fields::object(body)?;
-    let invalid = |m: &str| ApiError::InvalidPayload(m.into());
-    let ns = body
-        .get("namespace")
-        .and_then(Value::as_str)
-        .and_then(Namespace::from_path)
-        .ok_or_else(|| invalid("namespace must be /drivers, /passengers or /admin"))?;
-    let rooms: Vec<String> = match body.get("rooms") {
-        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_ROOMS => items
-            .iter()
-            .map(|r| match r.as_str() {
-                Some(room) if is_pushable(room) => Ok(room.to_owned()),
-                _ => Err(invalid(
-                    "rooms must be driver:{id}, passenger:{id}, session:{sid}, admin:all or admin:org:{id}",
+/// `namespace`: one of the three.
+impl FromJson for Namespace {
+    fn from_json(value: Value) -> Result<Self, Problem> {
+        value
+            .as_str()
+            .and_then(Namespace::from_path)
+            .ok_or_else(|| Problem::Whole(BAD_NAMESPACE.into()))
+    }
+}
+
+const BAD_NAMESPACE: &str = "namespace must be /drivers, /passengers or /admin";
+const BAD_ROOMS: &str = "rooms must be a non-empty array of room names";
+
+/// `rooms`: up to [`MAX_ROOMS`] rooms a backend may push to.
+struct Rooms(Vec<String>);
+
+impl FromJson for Rooms {
+    fn from_json(value: Value) -> Result<Self, Problem> {
+        let Value::Array(items) = value else {
+            return Err(Problem::Whole(BAD_ROOMS.into()));
+        };
+        if items.is_empty() || items.len() > MAX_ROOMS {
+            return Err(Problem::Whole(BAD_ROOMS.into()));
+        }
+        items
+            .into_iter()
+            .map(|room| match room {
+                Value::String(room) if is_pushable(&room) => Ok(room),
+                _ => Err(Problem::Whole(
+                    "rooms must be driver:{id}, passenger:{id}, session:{sid}, admin:all or admin:org:{id}".into(),
                 )),
             })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(invalid("rooms must be a non-empty array of room names")),
-    };
-    let event = match body.get("event").and_then(Value::as_str) {
-        Some(e) if e.is_empty() || e.chars().count() > MAX_EVENT_CHARS => {
-            return Err(invalid(
-                "event must be a non-empty string of at most 128 characters",
-            ));
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// `event`: a name clients may receive from a backend.
+struct EventName(String);
+
+impl FromJson for EventName {
+    fn from_json(value: Value) -> Result<Self, Problem> {
+        match value {
+            Value::String(e) if e.is_empty() || e.chars().count() > MAX_EVENT_CHARS => Err(
+                Problem::Whole("event must be a non-empty string of at most 128 characters".into()),
+            ),
+            Value::String(e) if is_reserved(&e) => {
+                Err(Problem::Whole("event is a reserved name".into()))
+            }
+            Value::String(e) => Ok(Self(e)),
+            _ => Err(Problem::Absent),
         }
-        Some(e) if is_reserved(e) => return Err(invalid("event is a reserved name")),
-        Some(e) => e.to_owned(),
-        None => return Err(invalid("event is required")),
-    };
-    let count = match body.get("count") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(count)) => *count,
-        Some(_) => return Err(invalid("count must be true or false")),
-    };
-    let data = body.remove("data").unwrap_or(Value::Null);
+    }
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    #[serde(default)]
+    namespace: Field<Namespace>,
+    #[serde(default)]
+    rooms: Field<Rooms>,
+    #[serde(default)]
+    event: Field<EventName>,
+    #[serde(default)]
+    count: Field<Flag>,
+    #[serde(default)]
+    data: Value,
+}
+
+fn parse(body: Value) -> Result<Push, ApiError> {
+    let body: PushBody = input::decode(Some(body), NOT_AN_OBJECT)?;
     Ok(Push {
-        ns,
-        rooms,
-        event,
-        data,
-        count,
+        ns: body.namespace.required_or("namespace", BAD_NAMESPACE)?,
+        rooms: body.rooms.required_or("rooms", BAD_ROOMS)?.0,
+        event: body.event.required("event")?.0,
+        count: body.count.optional("count")?.is_some_and(|c| c.0),
+        data: body.data,
     })
 }
 

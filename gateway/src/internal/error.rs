@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{health::Readiness, realtime::deliver::ClusterUnreachable};
+use crate::{health::Readiness, input::Refused, realtime::deliver::ClusterUnreachable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -80,6 +80,16 @@ impl ApiError {
 }
 
 /// The emit reached this replica's sockets only; the cause was logged by the emit.
+/// What a body that is not a JSON object is told (every POST body of the internal API is one).
+pub const NOT_AN_OBJECT: &str = "body must be a JSON object";
+
+/// A refused field of a request body (`crate::input`).
+impl From<Refused> for ApiError {
+    fn from(Refused(message): Refused) -> Self {
+        ApiError::InvalidPayload(message)
+    }
+}
+
 impl From<ClusterUnreachable> for ApiError {
     fn from(_: ClusterUnreachable) -> Self {
         Self::Unavailable(

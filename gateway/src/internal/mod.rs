@@ -8,7 +8,6 @@
 mod body;
 mod emit;
 mod error;
-mod fields;
 mod metrics;
 mod observe;
 mod offers;

@@ -8,18 +8,19 @@ use axum::{
     extract::{Path, State},
     response::{IntoResponse, Response},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::events::TripOffer;
 use time::OffsetDateTime;
 
 use super::{
     body::JsonBody,
-    error::{ApiError, NotDelivered},
-    fields,
+    error::{ApiError, NOT_AN_OBJECT, NotDelivered},
     state::InternalState,
 };
 use crate::{
     clock::format_rfc3339,
+    input::{self, Count, Field, Id, UserId},
     telemetry::metrics::{self, OfferOutcome},
 };
 
@@ -31,7 +32,7 @@ pub async fn offer(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let live = state.live()?;
-    let driver_id = fields::uuid("driverId", &driver_id)?;
+    let UserId(driver_id) = UserId::parse("driverId", &driver_id)?;
     let OfferRequest {
         offer_id,
         trip_id,
@@ -81,24 +82,32 @@ struct OfferRequest {
     data: Value,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OfferBody {
+    #[serde(default)]
+    offer_id: Field<Id>,
+    #[serde(default)]
+    trip_id: Field<Id>,
+    #[serde(default)]
+    expires_in_ms: Field<Count<MAX_EXPIRES_IN_MS>>,
+    #[serde(default)]
+    data: Value,
+}
+
 fn parse(body: Value) -> Result<OfferRequest, ApiError> {
-    let mut body = fields::object(body)?;
-    let offer_id = fields::required_id(&body, "offerId")?;
-    let trip_id = fields::required_id(&body, "tripId")?;
-    let expires_in_ms = body
-        .get("expiresInMs")
-        .and_then(Value::as_u64)
-        .filter(|ms| (1..=MAX_EXPIRES_IN_MS).contains(ms))
-        .ok_or_else(|| {
-            ApiError::InvalidPayload(format!(
-                "expiresInMs must be an integer within [1, {MAX_EXPIRES_IN_MS}]"
-            ))
-        })?;
+    let body: OfferBody = input::decode(Some(body), NOT_AN_OBJECT)?;
+    let Id(offer_id) = body.offer_id.required("offerId")?;
+    let Id(trip_id) = body.trip_id.required("tripId")?;
+    let Count(expires_in_ms) = body.expires_in_ms.required_or(
+        "expiresInMs",
+        &format!("expiresInMs must be an integer within [1, {MAX_EXPIRES_IN_MS}]"),
+    )?;
     Ok(OfferRequest {
         offer_id,
         trip_id,
         expires_in: Duration::from_millis(expires_in_ms),
-        data: body.remove("data").unwrap_or(Value::Null),
+        data: body.data,
     })
 }
 

@@ -7,8 +7,11 @@ use axum::{
 use serde_json::{Value, json};
 use shared::auth_events::{AuthEvent, RefreshRequest, RevokeRequest};
 
-use super::{body::JsonBody, error::ApiError, fields, state::InternalState};
-use crate::realtime::sessions::Published;
+use super::{body::JsonBody, error::ApiError, state::InternalState};
+use crate::{
+    input::{Id, UserId},
+    realtime::sessions::Published,
+};
 
 /// Longest `reason` accepted: a word or two.
 const MAX_FIELD_CHARS: usize = 256;
@@ -18,8 +21,8 @@ pub async fn revoke(
     Path(sid): Path<String>,
     JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let sid = fields::id("sid", &sid)?;
-    let user_id = fields::uuid("userId", &body.user_id)?;
+    let Id(sid) = Id::parse("sid", &sid)?;
+    let UserId(user_id) = UserId::parse("userId", &body.user_id)?;
     if body
         .reason
         .as_ref()
@@ -46,9 +49,9 @@ pub async fn refresh(
     Path(old_sid): Path<String>,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let old_sid = fields::id("oldSid", &old_sid)?;
-    let user_id = fields::uuid("userId", &body.user_id)?;
-    let new_sid = fields::id("newSid", &body.new_sid)?;
+    let Id(old_sid) = Id::parse("oldSid", &old_sid)?;
+    let UserId(user_id) = UserId::parse("userId", &body.user_id)?;
+    let Id(new_sid) = Id::parse("newSid", &body.new_sid)?;
     publish(
         &state,
         AuthEvent::SessionRefreshed {

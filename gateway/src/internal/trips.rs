@@ -5,17 +5,18 @@ use axum::{
     Json,
     extract::{Path, State},
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::events::{TRIP_UPDATED, TripStatus, TripUpdated};
 
 use super::{
     body::JsonBody,
-    error::ApiError,
-    fields,
+    error::{ApiError, NOT_AN_OBJECT},
     state::{InternalState, Live},
 };
 use crate::{
     clock::now_rfc3339,
+    input::{self, Field, Id, UserId},
     realtime::deliver::Recipient,
     state::TripWrite,
     trips::{TripDecision, TripEvent, decide},
@@ -30,7 +31,7 @@ pub async fn event(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let live = state.live()?;
-    let trip_id = fields::id("tripId", &trip_id)?;
+    let Id(trip_id) = Id::parse("tripId", &trip_id)?;
     let (event, data) = parse(body)?;
     for _ in 0..MAX_ATTEMPTS {
         let current = live.state.trip(&trip_id).await?;
@@ -110,29 +111,36 @@ async fn announce(live: &Live, update: TripUpdated, replaced_driver: Option<Stri
 }
 
 /// `{ type, passengerId, driverId?, data? }`; 400 names the first problem.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TripBody {
+    #[serde(default, rename = "type")]
+    status: Field<TripStatus>,
+    #[serde(default)]
+    passenger_id: Field<UserId>,
+    #[serde(default)]
+    driver_id: Field<UserId>,
+    #[serde(default)]
+    data: Value,
+}
+
 fn parse(body: Value) -> Result<(TripEvent, Value), ApiError> {
-    let mut body = fields::object(body)?;
-    let status = match body.get("type") {
-        Some(Value::String(t)) => TripStatus::parse(t)
-            .ok_or_else(|| ApiError::InvalidPayload(format!("unknown trip event type {t:?}")))?,
-        Some(_) => return Err(ApiError::InvalidPayload("type must be a string".into())),
-        None => return Err(ApiError::InvalidPayload("type is required".into())),
-    };
-    let passenger_id = fields::required_uuid(&body, "passengerId")?;
-    let driver_id = fields::optional_uuid(&body, "driverId")?;
+    let body: TripBody = input::decode(Some(body), NOT_AN_OBJECT)?;
+    let status = body.status.required("type")?;
+    let UserId(passenger_id) = body.passenger_id.required("passengerId")?;
+    let driver_id = body.driver_id.optional("driverId")?.map(|UserId(id)| id);
     if status == TripStatus::DriverAssigned && driver_id.is_none() {
         return Err(ApiError::InvalidPayload(
             "DRIVER_ASSIGNED requires driverId".into(),
         ));
     }
-    let data = body.remove("data").unwrap_or(Value::Null);
     Ok((
         TripEvent {
             status,
             passenger_id,
             driver_id,
         },
-        data,
+        body.data,
     ))
 }
 

@@ -94,8 +94,7 @@ pub async fn drivers_nearby(svc: &Services, payload: Option<Value>) -> Result<Re
 }
 
 pub async fn driver_state(svc: &Services, payload: Option<Value>) -> Result<Reply, EventError> {
-    let fields = validate::object(payload)?;
-    let driver_id = validate::required_string(&fields, "driverId", 256)?;
+    let driver_id = validate::driver_id(payload)?;
     let state = svc
         .state
         .driver_state(&driver_id)
@@ -130,9 +129,7 @@ pub async fn disconnect_session<A: Adapter>(
             admin.role
         )));
     }
-    let fields = validate::object(payload)?;
-    let sid = validate::required_string(&fields, "sid", 256)?;
-    let reason = validate::string(&fields, "reason", 256)?;
+    let (sid, reason) = validate::disconnect(payload)?;
     tracing::info!(admin = %admin.user_id, sid, reason, "admin disconnects a session");
     disconnect_everywhere(io, &sid).await.map_err(|error| {
         tracing::error!(%error, "session disconnected on this replica only");

@@ -1,116 +1,77 @@
-//! Validation of client payloads: every refusal names the field, and nothing invalid goes on.
+//! Client payloads, decoded into typed structs (`crate::input`): every refusal names the field,
+//! and nothing invalid goes on.
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 use shared::events::DriverStatus;
 
 use super::ack::EventError;
-use crate::clock::is_rfc3339;
-use crate::state::{NearbyQuery, Position};
+use crate::{
+    input::{
+        self, Count, Field, FromJson, Heading, Latitude, Longitude, NonNegative, Number, Problem,
+        Refused, Text, Timestamp,
+    },
+    state::{NearbyQuery, Position},
+};
 
-type Fields = Map<String, Value>;
-
-fn invalid(message: impl Into<String>) -> EventError {
-    EventError::InvalidPayload(message.into())
-}
-
-/// The payload as a JSON object.
-pub fn object(payload: Option<Value>) -> Result<Fields, EventError> {
-    match payload {
-        Some(Value::Object(fields)) => Ok(fields),
-        Some(_) => Err(invalid("payload must be a JSON object")),
-        None => Err(invalid("payload must be valid JSON")),
+impl From<Refused> for EventError {
+    fn from(Refused(message): Refused) -> Self {
+        EventError::InvalidPayload(message)
     }
 }
 
-/// A present, non-null field.
-fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a Value> {
-    fields.get(name).filter(|v| !v.is_null())
-}
-
-fn number(fields: &Fields, name: &str) -> Result<Option<f64>, EventError> {
-    match field(fields, name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .filter(|n| n.is_finite())
-            .map(Some)
-            .ok_or_else(|| invalid(format!("{name} must be a finite number"))),
+/// `payload` decoded into `T`; it must be a JSON object.
+fn decode<T: serde::de::DeserializeOwned>(payload: Option<Value>) -> Result<T, EventError> {
+    if payload.is_none() {
+        return Err(EventError::InvalidPayload(
+            "payload must be valid JSON".into(),
+        ));
     }
+    Ok(input::decode(payload, "payload must be a JSON object")?)
 }
 
-fn required_number(fields: &Fields, name: &str) -> Result<f64, EventError> {
-    number(fields, name)?.ok_or_else(|| invalid(format!("{name} is required")))
-}
+/// Longest string a client names something with (a driver, a session, a reason).
+const MAX_NAME_CHARS: usize = 256;
 
-fn in_range(name: &str, value: f64, min: f64, max: f64) -> Result<f64, EventError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(invalid(format!("{name} must be within [{min}, {max}]")))
-    }
-}
-
-pub fn string(fields: &Fields, name: &str, max_chars: usize) -> Result<Option<String>, EventError> {
-    match field(fields, name) {
-        None => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max_chars => {
-            Ok(Some(s.trim().to_owned()))
-        }
-        Some(_) => Err(invalid(format!(
-            "{name} must be a non-empty string of at most {max_chars} characters"
-        ))),
-    }
-}
-
-pub fn required_string(
-    fields: &Fields,
-    name: &str,
-    max_chars: usize,
-) -> Result<String, EventError> {
-    string(fields, name, max_chars)?.ok_or_else(|| invalid(format!("{name} is required")))
+#[derive(Deserialize)]
+struct StatusPayload {
+    #[serde(default)]
+    status: Field<DriverStatus>,
 }
 
 /// `driver:status`.
 pub fn driver_status(payload: Option<Value>) -> Result<DriverStatus, EventError> {
-    let fields = object(payload)?;
-    match field(&fields, "status") {
-        None => Err(invalid("status is required")),
-        Some(v) => v
-            .as_str()
-            .and_then(DriverStatus::parse)
-            .ok_or_else(|| invalid("status must be ONLINE, BUSY or OFFLINE")),
-    }
+    let payload: StatusPayload = decode(payload)?;
+    Ok(payload.status.required("status")?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationPayload {
+    #[serde(default)]
+    lat: Field<Latitude>,
+    #[serde(default)]
+    lng: Field<Longitude>,
+    #[serde(default)]
+    heading: Field<Heading>,
+    #[serde(default)]
+    speed: Field<NonNegative>,
+    #[serde(default)]
+    accuracy: Field<NonNegative>,
+    #[serde(default)]
+    recorded_at: Field<Timestamp>,
 }
 
 /// `driver:location`, stamped with `at`.
 pub fn location(payload: Option<Value>, at: String) -> Result<Position, EventError> {
-    let fields = object(payload)?;
-    let lat = in_range("lat", required_number(&fields, "lat")?, -90.0, 90.0)?;
-    let lng = in_range("lng", required_number(&fields, "lng")?, -180.0, 180.0)?;
-    let heading = number(&fields, "heading")?;
-    if heading.is_some_and(|h| !(0.0..360.0).contains(&h)) {
-        return Err(invalid("heading must be within [0, 360)"));
-    }
-    let non_negative = |name: &str| -> Result<Option<f64>, EventError> {
-        match number(&fields, name)? {
-            Some(v) if v < 0.0 => Err(invalid(format!("{name} must be >= 0"))),
-            other => Ok(other),
-        }
-    };
-    let speed = non_negative("speed")?;
-    let accuracy = non_negative("accuracy")?;
-    let recorded_at = match field(&fields, "recordedAt") {
-        None => None,
-        Some(Value::String(s)) if is_rfc3339(s) => Some(s.clone()),
-        Some(_) => return Err(invalid("recordedAt must be an RFC 3339 string")),
-    };
+    let p: LocationPayload = decode(payload)?;
     Ok(Position {
-        lat,
-        lng,
-        heading,
-        speed,
-        accuracy,
-        recorded_at,
+        lat: p.lat.required("lat")?.0,
+        lng: p.lng.required("lng")?.0,
+        heading: p.heading.optional("heading")?.map(|h| h.0),
+        speed: p.speed.optional("speed")?.map(|s| s.0),
+        accuracy: p.accuracy.optional("accuracy")?.map(|a| a.0),
+        recorded_at: p.recorded_at.optional("recordedAt")?.map(|t| t.0),
         at,
     })
 }
@@ -121,38 +82,76 @@ pub const MAX_RADIUS_M: f64 = 50_000.0;
 pub const DEFAULT_NEARBY_LIMIT: usize = 50;
 pub const MAX_NEARBY_LIMIT: usize = 200;
 
+/// A search radius in metres, within (0, [`MAX_RADIUS_M`]].
+struct Radius(f64);
+
+impl FromJson for Radius {
+    fn from_json(value: Value) -> Result<Self, Problem> {
+        match Number::from_json(value)? {
+            Number(r) if r > 0.0 && r <= MAX_RADIUS_M => Ok(Self(r)),
+            _ => Err(Problem::Field(format!(
+                "must be within (0, {MAX_RADIUS_M}]"
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NearbyPayload {
+    #[serde(default)]
+    lat: Field<Latitude>,
+    #[serde(default)]
+    lng: Field<Longitude>,
+    #[serde(default)]
+    radius_m: Field<Radius>,
+    #[serde(default)]
+    limit: Field<Count<{ MAX_NEARBY_LIMIT as u64 }>>,
+}
+
 /// `admin:drivers_nearby`: out-of-range values are refused, not clamped.
 pub fn nearby(payload: Option<Value>) -> Result<NearbyQuery, EventError> {
-    let fields = object(payload)?;
-    let lat = in_range("lat", required_number(&fields, "lat")?, -90.0, 90.0)?;
-    let lng = in_range("lng", required_number(&fields, "lng")?, -180.0, 180.0)?;
-    let radius_m = match number(&fields, "radiusM")? {
-        None => DEFAULT_RADIUS_M,
-        Some(r) if r > 0.0 && r <= MAX_RADIUS_M => r,
-        Some(_) => {
-            return Err(invalid(format!(
-                "radiusM must be within (0, {MAX_RADIUS_M}]"
-            )));
-        }
-    };
-    let limit = match field(&fields, "limit") {
-        None => DEFAULT_NEARBY_LIMIT,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=MAX_NEARBY_LIMIT).contains(n))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "limit must be an integer within [1, {MAX_NEARBY_LIMIT}]"
-                ))
-            })?,
-    };
+    let p: NearbyPayload = decode(payload)?;
     Ok(NearbyQuery {
-        lat,
-        lng,
-        radius_m,
-        limit,
+        lat: p.lat.required("lat")?.0,
+        lng: p.lng.required("lng")?.0,
+        radius_m: p
+            .radius_m
+            .optional("radiusM")?
+            .map_or(DEFAULT_RADIUS_M, |r| r.0),
+        limit: p
+            .limit
+            .optional("limit")?
+            .map_or(DEFAULT_NEARBY_LIMIT, |l| l.0 as usize),
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DriverPayload {
+    #[serde(default)]
+    driver_id: Field<Text<MAX_NAME_CHARS>>,
+}
+
+/// `admin:driver_state`: the driver asked about.
+pub fn driver_id(payload: Option<Value>) -> Result<String, EventError> {
+    let p: DriverPayload = decode(payload)?;
+    Ok(p.driver_id.required("driverId")?.0)
+}
+
+#[derive(Deserialize)]
+struct DisconnectPayload {
+    #[serde(default)]
+    sid: Field<Text<MAX_NAME_CHARS>>,
+    #[serde(default)]
+    reason: Field<Text<MAX_NAME_CHARS>>,
+}
+
+/// `admin:disconnect_session`: the session, and why (for the log).
+pub fn disconnect(payload: Option<Value>) -> Result<(String, Option<String>), EventError> {
+    let p: DisconnectPayload = decode(payload)?;
+    let sid = p.sid.required("sid")?.0;
+    Ok((sid, p.reason.optional("reason")?.map(|r| r.0)))
 }
 
 #[cfg(test)]
