@@ -20,12 +20,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import {
-  createDatabase, createIdentity, startPostgres, startRedis, startReplica, internalPost, client,
-} from '../../testkit/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// Before the harness loads: it reads GATEWAY_BIN once, when imported (a static import would be
+// evaluated first and run the debug build).
 process.env.GATEWAY_BIN ??= path.join(root, 'target/release/gateway');
+const {
+  createDatabase, createIdentity, startPostgres, startRedis, startReplica, internalPost, client,
+} = await import('../../testkit/harness.js');
 const DRIVERS = Number(process.env.DRIVERS ?? 300);
 const FREEZE_SECS = Number(process.env.FREEZE_SECS ?? 20);
 const REVALIDATE_MS = 5000;
