@@ -1,12 +1,31 @@
 // Trip offers (events.md): dispatch asks one driver through any replica and gets the answer of
-// whichever replica holds the driver; 404 at once when the driver has no socket, 504 soon after
-// expiresInMs without a well-formed answer.
+// whichever replica holds the driver; 404 at once when the driver has no socket nor is between two
+// connections, 504 soon after expiresInMs without a well-formed answer. An offer is held until
+// answered or expired: a socket of the driver that connects meanwhile, on any replica, gets it;
+// the first answer of any socket is the one dispatch gets, and every socket hears it withdrawn.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
-  MODES, createDatabase, createIdentity, startDeployment, connectAs, internalPost,
+  MODES, ON_REDIS_CLUSTER, createDatabase, createIdentity, startDeployment, startCluster, connectAs,
+  internalPost, client, connectOk, record, within,
 } from '../../testkit/harness.js';
+
+/**
+ * A driver app on `replica` that answers each offer with `answer(offer)` (nothing when it returns
+ * undefined), listening before it connects: a held offer comes right after `hello`.
+ */
+async function driverApp(replica, token, answer = () => undefined) {
+  const socket = client(replica.url, '/drivers', { auth: { token } });
+  const offers = record(socket, 'trip:offer');
+  const withdrawn = record(socket, 'trip:offer_withdrawn');
+  socket.on('trip:offer', (payload, callback) => {
+    const reply = answer(payload, socket);
+    if (reply !== undefined) callback(reply);
+  });
+  await within(connectOk(socket), 10000, 'the driver app to be greeted');
+  return { socket, offers, withdrawn };
+}
 
 for (const mode of MODES) {
   describe(`offers (${mode})`, () => {
@@ -91,6 +110,66 @@ for (const mode of MODES) {
       assert.equal(res.status, 504);
     });
 
+    test('an offer sent while the driver is between two connections reaches their next socket', async () => {
+      const id = await createIdentity(db, 'DRIVER');
+      const first = await driverApp(A, id.token);
+      first.socket.close();
+      // Dispatch while the app has no socket (within the presence grace): held, not 404.
+      const sent = offer(id.userId, { expiresInMs: 8000 });
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await driverApp(C, id.token, () => ({ accept: true }));
+      const res = await within(sent, 10000, 'the dispatch to be answered');
+      assert.deepEqual(res.body, { ok: true, delivered: true, response: { accept: true } });
+      assert.equal(again.offers.seen.length, 1, 'the held offer reached the new socket once');
+      const gone = await within(again.withdrawn.until(), 5000, 'trip:offer_withdrawn');
+      assert.equal(gone.reason, 'answered');
+      assert.equal(gone.offerId, again.offers.seen[0].offerId);
+      again.socket.close();
+    });
+
+    test('a socket dropped mid-offer gets the offer again on its next connection', async () => {
+      const id = await createIdentity(db, 'DRIVER');
+      const dropped = await driverApp(A, id.token, (_, socket) => { socket.close(); });
+      const sent = offer(id.userId, { expiresInMs: 8000 });
+      const first = await within(dropped.offers.until(), 5000, 'the offer on the first socket');
+      const back = await driverApp(C, id.token, () => ({ accept: false }));
+      const res = await within(sent, 10000, 'the dispatch to be answered');
+      assert.deepEqual(res.body, { ok: true, delivered: true, response: { accept: false } });
+      assert.equal(back.offers.seen[0].offerId, first.offerId, 'the same offer, by offerId');
+      back.socket.close();
+    });
+
+    test('two sockets answering: the first answer is the one, once; both hear it withdrawn', async () => {
+      const id = await createIdentity(db, 'DRIVER');
+      const quick = await driverApp(A, id.token, () => ({ accept: true }));
+      const slow = await driverApp(C, id.token);
+      slow.socket.on('trip:offer', (_, callback) => setTimeout(() => callback({ accept: false }), 300));
+      const res = await offer(id.userId, { expiresInMs: 5000 });
+      assert.deepEqual(res.body, { ok: true, delivered: true, response: { accept: true } });
+      for (const app of [quick, slow]) {
+        const gone = await within(app.withdrawn.until(), 5000, 'trip:offer_withdrawn on each socket');
+        assert.equal(gone.reason, 'answered');
+      }
+      quick.socket.close();
+      slow.socket.close();
+    });
+
+    test('an answer after the expiry does not count: 504, and the offer is withdrawn as expired', async () => {
+      const id = await createIdentity(db, 'DRIVER');
+      const late = await driverApp(A, id.token);
+      late.socket.on('trip:offer', (_, callback) => setTimeout(() => callback({ accept: true }), 1200));
+      const res = await offer(id.userId, { expiresInMs: 700 });
+      assert.equal(res.status, 504);
+      const gone = await within(late.withdrawn.until(), 5000, 'trip:offer_withdrawn');
+      assert.equal(gone.reason, 'expired');
+      // Reconnecting after the expiry brings nothing back.
+      late.socket.close();
+      const after = await driverApp(C, id.token);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(after.offers.seen.length, 0, 'an expired offer is not re-delivered');
+      after.socket.close();
+    });
+
     test('a driver with no socket anywhere: 404 at once', async () => {
       const never = randomUUID();
       const started = Date.now();
@@ -119,3 +198,29 @@ for (const mode of MODES) {
     });
   });
 }
+
+describe('offers across a replica kill (cluster)', () => {
+  test('the driver\'s replica is killed mid-offer; the app reconnects to another and answers', async () => {
+    const db = await createDatabase();
+    const cluster = await startCluster(db, 3);
+    try {
+      const [A, B, C] = cluster.replicas;
+      const id = await createIdentity(db, 'DRIVER');
+      const onA = await driverApp(A, id.token);
+      const sent = internalPost(C, `/internal/v1/drivers/${id.userId}/offers`, {
+        offerId: randomUUID(), tripId: `trip-${randomUUID()}`, expiresInMs: 10000,
+      });
+      const seen = await within(onA.offers.until(), 5000, 'the offer on replica A');
+      await A.stop('SIGKILL');
+      const onB = await driverApp(B, id.token, () => ({ accept: true }));
+      const res = await within(sent, 12000, 'the dispatch to be answered');
+      assert.deepEqual(res.body, { ok: true, delivered: true, response: { accept: true } });
+      assert.equal(onB.offers.seen[0].offerId, seen.offerId);
+      onB.socket.close();
+      onA.socket.close();
+    } finally {
+      await cluster.stop();
+      await db.drop();
+    }
+  });
+});

@@ -20,6 +20,9 @@ pub const TRIP_UPDATED: &str = "trip:updated";
 pub const TRIP_DRIVER_LOCATION: &str = "trip:driver_location";
 /// To a driver, with an acknowledgement: dispatch offers a trip.
 pub const TRIP_OFFER: &str = "trip:offer";
+/// To every socket of a driver once an offer is answered (by any of them) or expired: it is no
+/// longer open, whatever the app shows.
+pub const TRIP_OFFER_WITHDRAWN: &str = "trip:offer_withdrawn";
 /// To one socket, `TOKEN_REFRESH_LEAD_MS` before its expiry: refresh now (`auth:refresh`).
 pub const AUTH_TOKEN_EXPIRING: &str = "auth:token_expiring";
 /// To one socket at its expiry, just before the server disconnects it.
@@ -48,6 +51,7 @@ pub fn is_recoverable(event: &str) -> bool {
         event,
         TRIP_DRIVER_LOCATION
             | TRIP_OFFER
+            | TRIP_OFFER_WITHDRAWN
             | DRIVER_LOCATION
             | DRIVER_STATUS_CHANGED
             | HELLO
@@ -244,6 +248,17 @@ pub struct TripOffer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferAnswer {
     pub accept: bool,
+}
+
+/// Payload of [`TRIP_OFFER_WITHDRAWN`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferWithdrawn {
+    pub offer_id: String,
+    pub trip_id: String,
+    /// `answered` (the first answer of any of the driver's sockets is the one dispatch got) or
+    /// `expired` (nobody answered in time).
+    pub reason: String,
 }
 
 /// Error codes of acknowledgements (`{ ok: false, error: { code, message } }`).

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     config::{RedisSettings, ServeSettings},
@@ -17,6 +17,7 @@ use crate::{
         feed,
         io::{Io, Layer},
         notices::RevocationNotices,
+        offers::{OfferNotice, Offers},
         server,
         services::Services,
         sessions::SessionEvents,
@@ -27,7 +28,7 @@ use crate::{
     },
     state::{
         StateEngine, StateSettings,
-        keys::{Keys, RECOVERY_SHARDS},
+        keys::{DRIVER_SHARDS, Keys, RECOVERY_SHARDS},
         memory::MemoryState,
         redis::RedisState,
     },
@@ -224,6 +225,50 @@ impl Backend {
             .await
             .context("cannot subscribe to the auth-events channel")?;
         Ok(sessions)
+    }
+
+    /// In cluster mode, hears which offers were answered on any replica, for the dispatches
+    /// waiting on this one (on a single replica the answer is recorded where it waits).
+    pub async fn offers(&self, offers: &Arc<Offers>, tasks: &Tasks) -> anyhow::Result<()> {
+        let Mode::Cluster { clients, keys, .. } = &self.mode else {
+            return Ok(());
+        };
+        let client = clients.offers.clone();
+        client
+            .init()
+            .await
+            .context("cannot connect the offers listener")?;
+        let mut messages = client.message_rx();
+        for shard in 0..DRIVER_SHARDS {
+            client
+                .ssubscribe(keys.offers_channel(shard))
+                .await
+                .context("cannot subscribe to the offers channels")?;
+        }
+        let offers = offers.clone();
+        tasks.spawn("offers listener", async move {
+            loop {
+                match messages.recv().await {
+                    Ok(message) => {
+                        let notice = message
+                            .value
+                            .as_string()
+                            .and_then(|text| serde_json::from_str::<OfferNotice>(&text).ok());
+                        match notice {
+                            Some(notice) => offers.resolve(notice),
+                            None => tracing::warn!("unreadable offer notice"),
+                        }
+                    }
+                    // A dispatch whose notice was lost closes its offer at expiry and finds
+                    // the recorded answer then.
+                    Err(broadcast::error::RecvError::Lagged(lost)) => {
+                        tracing::warn!(lost, "offer notices lost: listener lagged")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(())
     }
 
     /// The Redis connections, closed last in the drain; `None` on a single replica.

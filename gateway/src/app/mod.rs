@@ -30,6 +30,7 @@ use crate::{
         expiry::{self, Deadlines},
         io::Delivery,
         notices::RevocationNotices,
+        offers::Offers,
         presence, revalidate,
         services::Services,
     },
@@ -204,18 +205,21 @@ async fn start(
     );
     let deadlines = Arc::new(Deadlines::new(settings.lifetime.refresh_lead));
     let mut backend = Backend::connect(settings, health, tasks).await?;
+    let offers = Arc::new(Offers::new(backend.state.clone()));
     let services = Arc::new(Services::new(
         gate,
         backend.state.clone(),
         settings.lifetime,
         deadlines.clone(),
         backend.recovery.clone(),
+        offers.clone(),
     ));
     let presence = services.presence.clone();
     let (layer, io) = backend.socketio(settings, services).await?;
     let notices = Arc::new(RevocationNotices::new(backend.recovery.clone()));
     backend.feed(&io, &notices, tasks).await?;
     let sessions = backend.sessions(&io, notices, tasks).await?;
+    backend.offers(&offers, tasks).await?;
     let live = Live {
         delivery: Delivery {
             io,
@@ -224,6 +228,7 @@ async fn start(
         state: backend.state.clone(),
         sessions,
         presence,
+        offers,
     };
     background(settings, &live, deadlines, store, tasks);
     let app = http::socket_service(layer, &settings.cors_origins);

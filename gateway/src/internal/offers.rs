@@ -39,8 +39,8 @@ pub async fn offer(
         expires_in,
         data,
     } = parse(body)?;
-    // Nobody there: answer now rather than after the timeout.
-    if !live.state.is_present(&driver_id).await? {
+    // Nobody there, nor between two connections: answer now rather than after the timeout.
+    if !live.state.is_reachable(&driver_id).await? {
         metrics::offer(OfferOutcome::NoSocket);
         return Err(ApiError::NotDelivered(NotDelivered::NoSocket));
     }
@@ -50,12 +50,11 @@ pub async fn offer(
         expires_at: format_rfc3339(OffsetDateTime::now_utc() + expires_in),
         data,
     };
-    match live
-        .delivery
-        .io
-        .offer(&driver_id, &payload, expires_in)
-        .await
-    {
+    let dispatched = live
+        .offers
+        .dispatch(&live.delivery, &driver_id, payload, expires_in)
+        .await;
+    match dispatched {
         Ok(Some(answer)) => {
             metrics::offer(OfferOutcome::Answered);
             Ok(Json(json!({ "ok": true, "delivered": true, "response": answer })).into_response())
@@ -65,7 +64,7 @@ pub async fn offer(
             Err(ApiError::NotDelivered(NotDelivered::NoAnswer))
         }
         Err(error) => {
-            tracing::warn!(%error, driver = driver_id, "offer not sent: the cluster is unreachable");
+            tracing::warn!(%error, driver = driver_id, "offer not sent");
             Err(ApiError::Unavailable(
                 "the cluster is unreachable; the offer was not sent, retry".into(),
             ))

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use crate::{
     config::Secret,
     health::Health,
-    realtime::{io::Delivery, presence::LocalPresence, sessions::SessionEvents},
+    realtime::{io::Delivery, offers::Offers, presence::LocalPresence, sessions::SessionEvents},
     state::StateEngine,
 };
 
@@ -32,6 +32,8 @@ pub struct Live {
     pub state: Arc<dyn StateEngine>,
     pub sessions: Arc<SessionEvents>,
     pub presence: Arc<LocalPresence>,
+    /// Trip offers held until answered or expired.
+    pub offers: Arc<Offers>,
 }
 
 impl InternalState {

@@ -190,6 +190,11 @@ async fn connected<A: Adapter>(
     on_unknown(&s, &svc, ns);
     // What the client missed, before hello (recovery.md).
     greet(&s, &svc, resume_from, user_room.as_ref()).await;
+    if ns == Namespace::Drivers {
+        // Offers still open, right after hello: sent before the socket connected, or to a
+        // socket of the driver that dropped before answering.
+        svc.offers.redeliver(&s, ctx.user_id()).await;
+    }
     if let Some(started) = started {
         metrics::handshake(ns, "ok", started);
     }

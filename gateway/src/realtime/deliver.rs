@@ -11,9 +11,9 @@
 //! unreachable; [`send`] then delivers locally and still reports the error, so local clients
 //! miss nothing and the caller can tell the backend.
 
-use std::{sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use shared::{
@@ -21,7 +21,7 @@ use shared::{
     namespace::Namespace,
     rooms,
 };
-use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter, extract::SocketRef};
 
 use crate::recovery::{
     Entry,
@@ -303,15 +303,20 @@ pub async fn disconnect_session<A: Adapter>(
     outcome
 }
 
-/// The first well-formed answer of any socket of `driver`, within `expires_in`.
+/// The well-formed answers of `driver`'s sockets, cluster-wide, as they come within
+/// `expires_in` (a socket's answer to [`offer`] sent now).
+pub type OfferAnswers = Pin<Box<dyn Stream<Item = OfferAnswer> + Send>>;
+
+/// Sends `offer` to every socket of `driver`, on whichever replica, with an acknowledgement;
+/// the answers as they come within `expires_in`.
 pub async fn offer<A: Adapter>(
     io: &SocketIo<A>,
     driver: &str,
     offer: &TripOffer,
     expires_in: Duration,
-) -> Result<Option<OfferAnswer>, ClusterUnreachable> {
+) -> Result<OfferAnswers, ClusterUnreachable> {
     let Some(op) = io.of(Namespace::Drivers.path()) else {
-        return Ok(None);
+        return Ok(Box::pin(futures::stream::empty()));
     };
     metrics::emit(Namespace::Drivers, TRIP_OFFER);
     let stream = op
@@ -324,20 +329,24 @@ pub async fn offer<A: Adapter>(
             ClusterUnreachable(e.to_string())
         })?;
     // The adapter may wait longer than the ack timeout for replicas that hold no socket: the
-    // offer's own deadline bounds the wait.
-    let answers = async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some((_, answer)) = stream.next().await {
-            if let Some(answer) = answer.ok().and_then(well_formed) {
-                return Some(answer);
-            }
-        }
-        None
-    };
-    Ok(tokio::time::timeout(expires_in, answers)
-        .await
-        .ok()
-        .flatten())
+    // offer's own deadline bounds the stream.
+    let answers =
+        stream.filter_map(|(_, answer)| std::future::ready(answer.ok().and_then(well_formed)));
+    Ok(Box::pin(answers.take_until(tokio::time::sleep(expires_in))))
+}
+
+/// Sends `offer` to the socket at hand (re-delivery to a driver's socket that connected while
+/// the offer was open); its well-formed answer within `within`.
+pub fn offer_to<A: Adapter>(
+    s: &SocketRef<A>,
+    offer: &TripOffer,
+    within: Duration,
+) -> impl Future<Output = Option<OfferAnswer>> + Send + 'static {
+    metrics::emit(Namespace::Drivers, TRIP_OFFER);
+    let ack = s
+        .timeout(within)
+        .emit_with_ack::<_, Value>(TRIP_OFFER, offer);
+    async move { ack.ok()?.await.ok().and_then(well_formed) }
 }
 
 /// `{ "accept": bool }`, also when the client acknowledged with it as one argument of a list.

@@ -17,10 +17,7 @@ macro_rules! on_io {
 use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
-use shared::{
-    events::{OfferAnswer, TripOffer},
-    namespace::Namespace,
-};
+use shared::{events::TripOffer, namespace::Namespace};
 use socketioxide::{
     SocketIo,
     adapter::{Adapter, Emitter, LocalAdapter},
@@ -29,7 +26,7 @@ use socketioxide::{
 };
 use socketioxide_redis::FredAdapter;
 
-use super::deliver::{self, ClusterUnreachable, Emitted, Recipient};
+use super::deliver::{self, ClusterUnreachable, Emitted, OfferAnswers, Recipient};
 use crate::recovery::{Entry, log::RecoveryLog};
 
 /// The adapter of cluster mode.
@@ -145,12 +142,13 @@ impl Io {
         on_io!(self, io => deliver::count(io, ns, rooms).await)
     }
 
+    /// Sends an offer to every socket of `driver`, cluster-wide: the answers as they come.
     pub async fn offer(
         &self,
         driver: &str,
         payload: &TripOffer,
         expires_in: Duration,
-    ) -> Result<Option<OfferAnswer>, ClusterUnreachable> {
+    ) -> Result<OfferAnswers, ClusterUnreachable> {
         on_io!(self, io => deliver::offer(io, driver, payload, expires_in).await)
     }
 }

@@ -27,6 +27,7 @@ pub mod expiry;
 pub mod feed;
 pub mod limits;
 pub mod notices;
+pub mod offers;
 pub mod presence;
 pub mod refresh;
 pub mod revalidate;

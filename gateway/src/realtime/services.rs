@@ -4,7 +4,9 @@ use std::sync::{Arc, atomic::AtomicU64};
 
 use tokio::sync::Semaphore;
 
-use super::{expiry::Deadlines, presence::LocalPresence, throttle::AdminLocationThrottle};
+use super::{
+    expiry::Deadlines, offers::Offers, presence::LocalPresence, throttle::AdminLocationThrottle,
+};
 use crate::{
     auth::handshake::Gatekeeper, config::LifetimeSettings, recovery::log::RecoveryLog,
     state::StateEngine,
@@ -26,6 +28,8 @@ pub struct Services {
     pub pending_handshakes: Semaphore,
     /// Missed-event recovery; `None` when it is off (`RECOVERY_WINDOW_MS=0`).
     pub recovery: Option<Arc<dyn RecoveryLog>>,
+    /// Trip offers held until answered or expired: re-delivered to a driver's new socket.
+    pub offers: Arc<Offers>,
 }
 
 impl Services {
@@ -35,6 +39,7 @@ impl Services {
         lifetime: LifetimeSettings,
         deadlines: Arc<Deadlines>,
         recovery: Option<Arc<dyn RecoveryLog>>,
+        offers: Arc<Offers>,
     ) -> Self {
         Self {
             gate,
@@ -46,6 +51,7 @@ impl Services {
             unknown_events: AtomicU64::new(0),
             pending_handshakes: Semaphore::new(lifetime.max_pending_handshakes),
             recovery,
+            offers,
         }
     }
 }

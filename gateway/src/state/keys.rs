@@ -15,6 +15,8 @@
 //! | `{p}:{dN}:driver:{id}` | hash | a driver's status, last position, active trip (and the trip version it was bound or unbound at) |
 //! | `{p}:{dN}:presence:{id}` | hash | replicas holding a socket of the driver → their lease epoch |
 //! | `{p}:{dN}:rate:{id}` | hash | a driver's position reports in the current second |
+//! | `{p}:{dN}:offers:{id}` | hash | a driver's held offers: `o:{offerId}` the offer, `e:{offerId}` its expiry (ms), `a:{offerId}` its outcome |
+//! | `{p}:{dN}:offers` | shard channel | offers of shard N's drivers answered, for the replica waiting on each |
 //! | `{p}:{dN}:drivers-geo` | geo set | the shard's ONLINE drivers with a position |
 //! | `{p}:driver-locations` | stream | accepted positions, for backends (capped; events.md) |
 //! | `{p}:presence:pending` | sorted set | drivers in their grace, by deadline |
@@ -108,6 +110,22 @@ impl Keys {
 
     pub fn presence(&self, driver: &str) -> String {
         self.driver_key("presence", driver)
+    }
+
+    /// A driver's held offers.
+    pub fn offers(&self, driver: &str) -> String {
+        self.driver_key("offers", driver)
+    }
+
+    /// The shard channel that tells every replica an offer of a driver of this shard was
+    /// answered (same hash tag as the driver's keys, so the answering script publishes it).
+    pub fn offers_channel(&self, shard: u32) -> String {
+        format!("{}offers", self.driver_shards[shard as usize])
+    }
+
+    /// [`Keys::offers_channel`] of `driver`'s shard.
+    pub fn driver_offers_channel(&self, driver: &str) -> String {
+        self.offers_channel(driver_shard(driver))
     }
 
     pub fn location_rate(&self, driver: &str) -> String {

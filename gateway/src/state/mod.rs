@@ -1,7 +1,8 @@
 //! Cluster state, one small interface per concern: [`DriverStore`] (status, positions, the geo
 //! search), [`PresenceStore`] (which drivers have a socket on a live replica), [`LeaseStore`]
-//! (replicas alive and their counts), [`TripStore`] (trips, compare-and-set) and [`LimitStore`]
-//! (per-user limits); a replica holds all of them as one [`StateEngine`]. Two engines, as
+//! (replicas alive and their counts), [`TripStore`] (trips, compare-and-set), [`OfferStore`]
+//! (offers held until answered or expired) and [`LimitStore`] (per-user limits); a replica
+//! holds all of them as one [`StateEngine`]. Two engines, as
 //! events.md asks, each with one file per concern:
 //! - [`memory::MemoryState`]: a single replica without `REDIS_URL`;
 //! - [`redis::RedisState`]: shared by every replica, one atomic Lua script per operation (its
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::{
-    events::{DriverStatus, TripStatus},
+    events::{DriverStatus, OfferAnswer, TripOffer, TripStatus},
     namespace::Namespace,
 };
 
@@ -235,6 +236,10 @@ pub trait PresenceStore: Send + Sync {
     /// Whether `driver` has a socket on a live replica.
     async fn is_present(&self, driver: &str) -> Result<bool, StateError>;
 
+    /// Whether `driver` has a socket on a live replica, or is within the grace after their
+    /// last one closed (an app between two connections).
+    async fn is_reachable(&self, driver: &str) -> Result<bool, StateError>;
+
     /// Applies what is due: replicas whose lease lapsed lose their drivers (when `reap_lapsed`),
     /// and drivers gone past their grace become OFFLINE. Each change is returned once, to one
     /// replica.
@@ -263,6 +268,58 @@ pub trait TripStore: Send + Sync {
 
     /// Compare-and-set: `false` when the trip changed since it was read (the caller re-decides).
     async fn write_trip(&self, write: &TripWrite) -> Result<bool, StateError>;
+}
+
+/// An offer held for a driver until it is answered or expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOffer {
+    pub offer: TripOffer,
+    /// When it expires, in milliseconds since the epoch (the dispatching replica's clock).
+    pub expires_at_ms: u64,
+}
+
+/// What recording an answer to an offer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// This answer is the offer's.
+    First,
+    /// An earlier answer is the offer's: this one.
+    Already(OfferAnswer),
+    /// The offer expired (or was closed unanswered), or was never held.
+    Gone,
+}
+
+/// Offers held for drivers until answered or expired: each has exactly one outcome, the first
+/// answer recorded or its close.
+#[async_trait]
+pub trait OfferStore: Send + Sync {
+    /// Holds `offer` for `driver` until it expires; `false` when an offer of that id is already
+    /// held for the driver (a repeat, not held again).
+    async fn hold_offer(&self, driver: &str, offer: &HeldOffer) -> Result<bool, StateError>;
+
+    /// The driver's offers neither answered nor closed nor expired at `now_ms`, soonest to
+    /// expire first.
+    async fn pending_offers(&self, driver: &str, now_ms: u64)
+    -> Result<Vec<HeldOffer>, StateError>;
+
+    /// Records `answer` as the offer's when it is the first, before the offer expired at
+    /// `now_ms`. `notice`: told to every replica when it is (cluster; see `OfferNotice`).
+    async fn answer_offer(
+        &self,
+        driver: &str,
+        offer_id: &str,
+        answer: OfferAnswer,
+        now_ms: u64,
+        notice: &str,
+    ) -> Result<Answered, StateError>;
+
+    /// Dispatch stops waiting: the offer is closed unanswered unless an answer came first,
+    /// which is returned.
+    async fn close_offer(
+        &self,
+        driver: &str,
+        offer_id: &str,
+    ) -> Result<Option<OfferAnswer>, StateError>;
 }
 
 /// Per-user limits: sockets per user and namespace, handshakes per window.
@@ -298,9 +355,15 @@ pub trait LimitStore: Send + Sync {
 }
 
 /// The whole store a replica uses: every concern, from one engine (memory or Redis).
-pub trait StateEngine: DriverStore + PresenceStore + LeaseStore + TripStore + LimitStore {}
+pub trait StateEngine:
+    DriverStore + PresenceStore + LeaseStore + TripStore + OfferStore + LimitStore
+{
+}
 
-impl<T> StateEngine for T where T: DriverStore + PresenceStore + LeaseStore + TripStore + LimitStore {}
+impl<T> StateEngine for T where
+    T: DriverStore + PresenceStore + LeaseStore + TripStore + OfferStore + LimitStore
+{
+}
 
 /// Settings both engines need.
 #[derive(Debug, Clone)]

@@ -48,6 +48,8 @@ pub struct RedisClients {
     pub commands: Client,
     /// Hears the recoverable events every replica appends (`{prefix}:{rN}:recovery`).
     pub recovery: SubscriberClient,
+    /// Hears which offers were answered (`{prefix}:{dN}:offers`), for dispatches waiting here.
+    pub offers: SubscriberClient,
 }
 
 impl RedisClients {
@@ -76,6 +78,7 @@ impl RedisClients {
             auth_events: builder.build_subscriber_client()?,
             commands: builder.build()?,
             recovery: builder.build_subscriber_client()?,
+            offers: builder.build_subscriber_client()?,
         })
     }
 
@@ -89,6 +92,10 @@ impl RedisClients {
         tasks.spawn(
             "restore recovery channels",
             restore_shard_channels(self.recovery.clone(), "recovery"),
+        );
+        tasks.spawn(
+            "restore offers channels",
+            restore_shard_channels(self.offers.clone(), "offers"),
         );
     }
 
@@ -127,6 +134,7 @@ impl RedisClients {
             ("auth-events", self.auth_events.quit().await),
             ("commands", self.commands.quit().await),
             ("recovery", self.recovery.quit().await),
+            ("offers", self.offers.quit().await),
         ];
         for (connection, result) in closed {
             if let Err(error) = result {

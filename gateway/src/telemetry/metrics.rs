@@ -119,6 +119,10 @@ fn describe() {
         "One round of re-validation (its batched queries)."
     );
     describe_counter!("gateway_offers_total", "Trip offers by outcome.");
+    describe_counter!(
+        "gateway_offer_redeliveries_total",
+        "Open trip offers sent again to a driver's socket that connected while they were open."
+    );
     describe_gauge!(
         "gateway_redis_up",
         "1 while this replica's Redis clients are connected (cluster mode only)."
@@ -283,6 +287,11 @@ pub fn offer(outcome: OfferOutcome) {
         OfferOutcome::Timeout => "timeout",
     };
     counter!("gateway_offers_total", "outcome" => outcome).increment(1);
+}
+
+/// An open offer sent to a driver's socket that connected while it was open.
+pub fn offer_redelivered() {
+    counter!("gateway_offer_redeliveries_total").increment(1);
 }
 
 /// Sockets of this replica that could not queue an emit (send buffer full; their transports

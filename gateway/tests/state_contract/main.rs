@@ -30,6 +30,7 @@ macro_rules! contract {
 mod drivers;
 mod leases;
 mod limits;
+mod offers;
 mod presence;
 mod recovery;
 mod trips;

@@ -4,6 +4,7 @@
 mod drivers;
 mod leases;
 mod limits;
+mod offers;
 mod presence;
 mod trips;
 
@@ -14,11 +15,14 @@ use std::{
 };
 
 use async_trait::async_trait;
-use shared::{events::DriverStatus, namespace::Namespace};
+use shared::{
+    events::{DriverStatus, OfferAnswer},
+    namespace::Namespace,
+};
 
 use super::{
-    ActiveTrip, DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position,
-    StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
+    ActiveTrip, Answered, DriverState, HeldOffer, LocationOutcome, NearbyDriver, NearbyQuery,
+    NodeStats, Position, StateError, StateSettings, StatusChange, Trip, TripWrite, geo,
 };
 use crate::clock::now_rfc3339;
 
@@ -44,6 +48,18 @@ struct Inner {
     user_sockets: HashMap<(Namespace, String), Vec<String>>,
     /// Handshake windows per user: (window start, handshakes counted in it).
     handshakes: HashMap<String, (Instant, u32)>,
+    /// Offers held per driver, oldest first, with their outcome once there is one.
+    offers: HashMap<String, Vec<(HeldOffer, Option<OfferOutcome>)>>,
+}
+
+/// How long an offer is kept after its expiry (then forgotten).
+const OFFERS_KEPT_MS: u64 = 60_000;
+
+/// How a held offer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OfferOutcome {
+    Answered(OfferAnswer),
+    Closed,
 }
 
 pub struct MemoryState {

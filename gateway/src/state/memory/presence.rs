@@ -43,6 +43,14 @@ impl PresenceStore for MemoryState {
         Ok(self.lock().drivers.get(driver).is_some_and(|r| r.present))
     }
 
+    async fn is_reachable(&self, driver: &str) -> Result<bool, StateError> {
+        Ok(self
+            .lock()
+            .drivers
+            .get(driver)
+            .is_some_and(|r| r.present || r.offline_at.is_some()))
+    }
+
     async fn expire_presence(&self, _reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -61,6 +69,12 @@ impl PresenceStore for MemoryState {
             }
         }
         inner.trips.retain(|_, (_, expires)| *expires > now);
+        // Offers outlive their expiry a while, so a dispatch closing one late still finds it.
+        let forget_before = crate::clock::now_ms().saturating_sub(OFFERS_KEPT_MS);
+        inner.offers.retain(|_, held| {
+            held.retain(|(o, _)| o.expires_at_ms > forget_before);
+            !held.is_empty()
+        });
         Ok(changes)
     }
 }

@@ -10,6 +10,7 @@ mod drivers;
 mod leases;
 mod limits;
 mod locations;
+mod offers;
 mod presence;
 mod trips;
 
@@ -22,15 +23,15 @@ use async_trait::async_trait;
 use fred::{clients::Client, interfaces::ClientLike, types::Value};
 use futures::future::try_join_all;
 use shared::{
-    events::{DriverStatus, TripStatus},
+    events::{DriverStatus, OfferAnswer, TripStatus},
     namespace::Namespace,
 };
 
 use super::keys::{DRIVER_SHARDS, Keys};
 use super::script::{Named, by_shard, text};
 use super::{
-    DriverState, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats, Position, StateError,
-    StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
+    Answered, DriverState, HeldOffer, LocationOutcome, NearbyDriver, NearbyQuery, NodeStats,
+    Position, StateError, StateSettings, StatusChange, Trip, TripWrite, geo::MAX_INDEXED_LAT,
 };
 use crate::{clock::now_rfc3339, tasks::Tasks};
 use locations::{LocationKeys, LocationWriter};
@@ -72,11 +73,15 @@ scripts!(
     bindings_done,
     user_socket_opened,
     handshake_rate,
+    offer_hold,
+    offer_answer,
 );
 
 const READ_TRIP: &str = "return redis.call('HMGET', KEYS[1], 'status', 'passengerId', 'driverId', \
      'version', 'bindings')";
 const USER_SOCKET_CLOSED: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+const IN_GRACE: &str = "return redis.call('ZSCORE', KEYS[1], ARGV[1])";
+const OFFERS_READ: &str = "return redis.call('HGETALL', KEYS[1])";
 
 pub struct RedisState {
     client: Client,
@@ -85,6 +90,8 @@ pub struct RedisState {
     scripts: Scripts,
     read_trip: Named,
     user_socket_closed: Named,
+    in_grace: Named,
+    offers_read: Named,
     locations: LocationWriter,
     /// This replica's lease epoch (the Redis time its lease last started), written with its
     /// presence so that a reaper removes only what it wrote before its lease lapsed.
@@ -126,6 +133,8 @@ impl RedisState {
             scripts: Scripts::new(),
             read_trip: Named::new("read_trip", READ_TRIP),
             user_socket_closed: Named::new("user_socket_closed", USER_SOCKET_CLOSED),
+            in_grace: Named::new("in_grace", IN_GRACE),
+            offers_read: Named::new("offers_read", OFFERS_READ),
             epoch: AtomicU64::new(0),
         }
     }

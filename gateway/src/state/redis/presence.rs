@@ -44,6 +44,20 @@ impl PresenceStore for RedisState {
         self.any_live(strings(nodes)).await
     }
 
+    async fn is_reachable(&self, driver: &str) -> Result<bool, StateError> {
+        if self.is_present(driver).await? {
+            return Ok(true);
+        }
+        let pending = self
+            .run(
+                &self.in_grace,
+                vec![self.keys.presence_pending()],
+                vec![driver.to_owned()],
+            )
+            .await?;
+        Ok(text(&pending).is_some())
+    }
+
     async fn expire_presence(&self, reap_lapsed: bool) -> Result<Vec<StatusChange>, StateError> {
         if reap_lapsed {
             self.reap_nodes(None).await?;
