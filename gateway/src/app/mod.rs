@@ -34,6 +34,7 @@ use crate::{
         presence, revalidate,
         services::Services,
     },
+    recovery::pid::PidKey,
     store::{postgres::PgStore, redis::RedisClients},
     tasks::Tasks,
     telemetry::metrics::{self, DisconnectReason},
@@ -213,6 +214,7 @@ async fn start(
         deadlines.clone(),
         backend.recovery.clone(),
         offers.clone(),
+        PidKey::derive(settings.internal_api_token.expose()),
     ));
     let presence = services.presence.clone();
     let (layer, io) = backend.socketio(settings, services).await?;

@@ -17,7 +17,7 @@ use shared::{
     rooms,
 };
 use socketioxide::{
-    SocketIo,
+    ConnectionPid, SocketIo,
     adapter::Adapter,
     extract::{SocketRef, TryData},
     handler::ConnectHandler,
@@ -33,7 +33,7 @@ use super::{
 use crate::{
     auth::handshake::{HandshakeError, token_from},
     recovery::{
-        Offset, UserRoom,
+        Offset,
         resume::{self, ClientOffset},
     },
     telemetry::metrics,
@@ -91,23 +91,60 @@ async fn admit<A: Adapter>(
     }
     .instrument(span.clone())
     .await;
-    let _entered = span.enter();
-    match admitted {
-        Ok(identity) => {
-            span.record("gateway.outcome", "ok");
-            span.record("enduser.id", identity.user_id.to_string());
-            s.extensions.insert(HandshakeStarted {
-                at: started,
-                span: span.clone(),
-            });
-            s.extensions
-                .insert(Arc::new(SocketContext::new(ns, identity)));
-            if let Some(offset) = ClientOffset::from_auth(auth.as_ref()) {
-                s.extensions.insert(offset);
-            }
-            Ok(())
+    let identity = match admitted {
+        Ok(identity) => identity,
+        Err(error) => {
+            let _entered = span.enter();
+            return Err(refused(ns, s, error, started, &span));
         }
-        Err(error) => Err(refused(ns, s, error, started, &span)),
+    };
+    span.record("gateway.outcome", "ok");
+    let user = identity.user_id.to_string();
+    span.record("enduser.id", user.as_str());
+    s.extensions.insert(HandshakeStarted {
+        at: started,
+        span: span.clone(),
+    });
+    s.extensions
+        .insert(Arc::new(SocketContext::new(ns, identity)));
+    prepare_recovery(ns, s, &user, auth.as_ref(), svc)
+        .instrument(span)
+        .await;
+    Ok(())
+}
+
+/// Before the CONNECT answer: the socket's gate and its user room (joined now, so that nothing
+/// kept from here on misses it), what it missed after its offset (read now, to answer whether it
+/// recovered), and the `pid` the answer carries (Socket.IO's connection state recovery: the
+/// same the client sent when it recovered, a new one otherwise).
+async fn prepare_recovery<A: Adapter>(
+    ns: Namespace,
+    s: &SocketRef<A>,
+    user: &str,
+    auth: Option<&Value>,
+    svc: &Services,
+) {
+    let room = resume::user_room(ns, user);
+    let (Some(log), Some(room)) = (&svc.recovery, room) else {
+        resume::give_gate(s, false);
+        return;
+    };
+    let wanted = ClientOffset::from_auth(auth);
+    resume::give_gate(s, wanted.is_some());
+    s.join(room.room.clone());
+    let replay = match wanted {
+        Some(from) => Some(resume::read(s, &**log, &room, from).await),
+        None => None,
+    };
+    let recovered = replay.as_ref().is_some_and(resume::Replay::recovered);
+    let sent = auth
+        .and_then(|a| a.get("pid"))
+        .and_then(Value::as_str)
+        .filter(|pid| recovered && svc.pid_key.verify(pid, ns, user));
+    let pid = sent.map_or_else(|| svc.pid_key.mint(ns, user), str::to_owned);
+    s.extensions.insert(ConnectionPid(pid));
+    if let Some(replay) = replay {
+        s.extensions.insert(replay);
     }
 }
 
@@ -172,9 +209,7 @@ async fn connected<A: Adapter>(
         let _ = s.disconnect();
         return;
     };
-    // The gate first: a recoverable event for this user may arrive as soon as it joins.
-    let user_room = resume::user_room(ns, ctx.user_id());
-    let resume_from = resume::admit(&s, svc.recovery.is_some() && user_room.is_some());
+    // The gate and the user room came with the handshake (prepare_recovery).
     s.join(ctx.rooms());
     if svc.lifetime.max_sockets_per_user > 0 {
         // So that a replica where the user opens one socket too many can reach this one.
@@ -189,7 +224,7 @@ async fn connected<A: Adapter>(
     }
     on_unknown(&s, &svc, ns);
     // What the client missed, before hello (recovery.md).
-    greet(&s, &svc, resume_from, user_room.as_ref()).await;
+    greet(&s);
     if ns == Namespace::Drivers {
         // Offers still open, right after hello: sent before the socket connected, or to a
         // socket of the driver that dropped before answering.
@@ -208,12 +243,7 @@ async fn connected<A: Adapter>(
 }
 
 /// Replays what the client missed when it asked (and recovery is on), then sends `hello`.
-async fn greet<A: Adapter>(
-    s: &SocketRef<A>,
-    svc: &Services,
-    resume_from: Option<ClientOffset>,
-    user_room: Option<&UserRoom>,
-) {
+fn greet<A: Adapter>(s: &SocketRef<A>) {
     let hello = |recovered: Option<bool>, offset: Option<Offset>| {
         let hello = Hello {
             ok: true,
@@ -225,14 +255,11 @@ async fn greet<A: Adapter>(
             tracing::warn!(socket = %s.id, %error, "cannot send hello");
         }
     };
-    match (resume_from, &svc.recovery, user_room) {
-        (Some(from), Some(log), Some(room)) => {
-            resume::replay(s, &**log, room, from, |recovered, offset| {
-                hello(Some(recovered), offset)
-            })
-            .await
-        }
-        _ => hello(None, None),
+    match s.extensions.remove::<resume::Replay>() {
+        Some(replay) => resume::finish(s, replay, |recovered, offset| {
+            hello(Some(recovered), offset)
+        }),
+        None => hello(None, None),
     }
 }
 

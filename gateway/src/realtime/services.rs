@@ -8,7 +8,9 @@ use super::{
     expiry::Deadlines, offers::Offers, presence::LocalPresence, throttle::AdminLocationThrottle,
 };
 use crate::{
-    auth::handshake::Gatekeeper, config::LifetimeSettings, recovery::log::RecoveryLog,
+    auth::handshake::Gatekeeper,
+    config::LifetimeSettings,
+    recovery::{log::RecoveryLog, pid::PidKey},
     state::StateEngine,
 };
 
@@ -30,6 +32,8 @@ pub struct Services {
     pub recovery: Option<Arc<dyn RecoveryLog>>,
     /// Trip offers held until answered or expired: re-delivered to a driver's new socket.
     pub offers: Arc<Offers>,
+    /// Makes and checks the `pid`s of Socket.IO's connection state recovery.
+    pub pid_key: PidKey,
 }
 
 impl Services {
@@ -40,6 +44,7 @@ impl Services {
         deadlines: Arc<Deadlines>,
         recovery: Option<Arc<dyn RecoveryLog>>,
         offers: Arc<Offers>,
+        pid_key: PidKey,
     ) -> Self {
         Self {
             gate,
@@ -52,6 +57,7 @@ impl Services {
             pending_handshakes: Semaphore::new(lifetime.max_pending_handshakes),
             recovery,
             offers,
+            pid_key,
         }
     }
 }

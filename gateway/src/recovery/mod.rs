@@ -12,6 +12,7 @@
 pub mod gate;
 pub mod log;
 pub mod offset;
+pub mod pid;
 pub mod resume;
 
 use serde::{Deserialize, Serialize};

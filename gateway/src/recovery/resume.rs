@@ -10,7 +10,7 @@ use socketioxide::{adapter::Adapter, extract::SocketRef};
 use super::{
     Offset, UserRoom,
     gate::{self, Gate},
-    log::RecoveryLog,
+    log::{RecoveryLog, Resume},
 };
 use crate::telemetry::metrics;
 
@@ -57,33 +57,41 @@ pub fn user_room(ns: Namespace, user_id: &str) -> Option<UserRoom> {
 /// recovered).
 const REPLAY_BOUND: Duration = Duration::from_millis(1000);
 
-/// Gives the socket its gate, before it joins its room: holding when it will replay. Returns
-/// the offset to replay from, when there is one to try.
-pub fn admit<A: Adapter>(s: &SocketRef<A>, enabled: bool) -> Option<ClientOffset> {
-    let wanted = s.extensions.remove::<ClientOffset>().filter(|_| enabled);
-    let gate = if wanted.is_some() {
+/// Gives the socket its gate, before it joins its room: holding when it will replay.
+pub fn give_gate<A: Adapter>(s: &SocketRef<A>, replays: bool) {
+    let gate = if replays {
         Gate::holding()
     } else {
         Gate::open()
     };
     s.extensions.insert(Arc::new(gate));
-    wanted
 }
 
-/// Sends what `room` received after the client's offset, then what arrived meanwhile, then
-/// `greet`s (`hello`) and opens the gate. `greet` is told whether the client's offset was still
-/// kept (`hello.recovered`) and the offset the client stands at now (`hello.offset`: `None` when
-/// the log did not answer), before any later event can reach the socket.
-pub async fn replay<A: Adapter>(
+/// What a reconnecting socket replays, read from the log once it is in its room (holding), so
+/// that nothing appended meanwhile falls between the read and the live feed.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    room: UserRoom,
+    from: ClientOffset,
+    /// `None` when the log did not answer in time.
+    resumed: Option<Resume>,
+}
+
+impl Replay {
+    /// Whether the client's offset was still kept: what it missed is replayed.
+    pub fn recovered(&self) -> bool {
+        self.resumed.as_ref().is_some_and(|r| r.missed.is_some())
+    }
+}
+
+/// Reads what `room` received after the client's offset (the socket already holds its gate
+/// and is in the room).
+pub async fn read<A: Adapter>(
     s: &SocketRef<A>,
     log: &dyn RecoveryLog,
     room: &UserRoom,
     from: ClientOffset,
-    greet: impl FnOnce(bool, Option<Offset>),
-) {
-    let Some(gate) = s.extensions.get::<Arc<Gate>>() else {
-        return greet(false, None);
-    };
+) -> Replay {
     let resumed = match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from.offset())).await {
         Ok(Ok(resumed)) => Some(resumed),
         Ok(Err(error)) => {
@@ -97,8 +105,29 @@ pub async fn replay<A: Adapter>(
             None
         }
     };
-    let (missed, head) = resumed.map_or((None, None), |r| (r.missed, Some(r.head)));
-    let recovered = missed.is_some();
+    Replay {
+        room: room.clone(),
+        from,
+        resumed,
+    }
+}
+
+/// Sends what was missed, then what arrived meanwhile, then `greet`s (`hello`) and opens the
+/// gate. `greet` is told whether the client's offset was still kept (`hello.recovered`) and
+/// the offset the client stands at now (`hello.offset`: `None` when the log did not answer),
+/// before any later event can reach the socket.
+pub fn finish<A: Adapter>(
+    s: &SocketRef<A>,
+    replay: Replay,
+    greet: impl FnOnce(bool, Option<Offset>),
+) {
+    let Some(gate) = s.extensions.get::<Arc<Gate>>() else {
+        return greet(false, None);
+    };
+    let recovered = replay.recovered();
+    let (missed, head) = replay
+        .resumed
+        .map_or((None, None), |r| (r.missed, Some(r.head)));
     let replayed = missed.as_ref().map_or(0, Vec::len);
     gate.finish(
         missed.unwrap_or_default(),
@@ -111,7 +140,12 @@ pub async fn replay<A: Adapter>(
             )
         },
     );
-    metrics::recovery(room.ns, recovered, from == ClientOffset::Empty, replayed);
+    metrics::recovery(
+        replay.room.ns,
+        recovered,
+        replay.from == ClientOffset::Empty,
+        replayed,
+    );
     tracing::debug!(socket = %s.id, recovered, replayed, "replayed missed events");
 }
 

@@ -338,6 +338,15 @@
 #[cfg(feature = "extensions")]
 pub mod extensions;
 
+/// Socket.IO's connection state recovery id: a connect middleware that inserts one in the
+/// socket's extensions has it sent in the CONNECT answer (`{ sid, pid }`), which socket.io-client
+/// (4.6+) keeps and sends back, with the offset of the last event it got, on its next CONNECT,
+/// and compares with the next answer's to set `socket.recovered`. The server decides what a
+/// `pid` means; this crate only carries it.
+#[cfg(feature = "extensions")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPid(pub String);
+
 pub mod ack;
 pub mod adapter;
 pub mod extract;

@@ -83,6 +83,28 @@ impl<A: Adapter> NamespaceCtr<A> {
     }
 }
 
+/// The CONNECT answer's payload: `{ sid }`, and `pid` when a connect middleware set a
+/// [`ConnectionPid`] in the socket's extensions (connection state recovery).
+fn connect_payload<A: Adapter>(socket: &Socket<A>, parser: crate::parser::Parser) -> Value {
+    #[cfg(feature = "extensions")]
+    if let Some(crate::ConnectionPid(pid)) = socket.extensions.get::<crate::ConnectionPid>() {
+        #[derive(serde::Serialize)]
+        struct WithPid<'a> {
+            sid: Sid,
+            pid: &'a str,
+        }
+        return parser
+            .encode_default(&WithPid {
+                sid: socket.id,
+                pid: &pid,
+            })
+            .unwrap();
+    }
+    parser
+        .encode_default(&ConnectPacket { sid: socket.id })
+        .unwrap()
+}
+
 impl<A: Adapter> Namespace<A> {
     pub(crate) fn new<C, T>(
         path: Str,
@@ -168,9 +190,8 @@ impl<A: Adapter> Namespace<A> {
         tracing::trace!(?socket.id, ?self.path, "socket added to namespace");
 
         let protocol = esocket.protocol.into();
-        let payload = ConnectPacket { sid: socket.id };
         let payload = match protocol {
-            ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
+            ProtocolVersion::V5 => Some(connect_payload(&socket, self.parser)),
             ProtocolVersion::V4 => None,
         };
         if let Err(_e) = socket.send(Packet::connect(self.path.clone(), payload)) {
