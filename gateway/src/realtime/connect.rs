@@ -224,7 +224,7 @@ async fn connected<A: Adapter>(
     }
     on_unknown(&s, &svc, ns);
     // What the client missed, before hello (recovery.md).
-    greet(&s);
+    greet(&s, &svc).await;
     if ns == Namespace::Drivers {
         // Offers still open, right after hello: sent before the socket connected, or to a
         // socket of the driver that dropped before answering.
@@ -243,7 +243,7 @@ async fn connected<A: Adapter>(
 }
 
 /// Replays what the client missed when it asked (and recovery is on), then sends `hello`.
-fn greet<A: Adapter>(s: &SocketRef<A>) {
+async fn greet<A: Adapter>(s: &SocketRef<A>, svc: &Services) {
     let hello = |recovered: Option<bool>, offset: Option<Offset>| {
         let hello = Hello {
             ok: true,
@@ -255,11 +255,14 @@ fn greet<A: Adapter>(s: &SocketRef<A>) {
             tracing::warn!(socket = %s.id, %error, "cannot send hello");
         }
     };
-    match s.extensions.remove::<resume::Replay>() {
-        Some(replay) => resume::finish(s, replay, |recovered, offset| {
-            hello(Some(recovered), offset)
-        }),
-        None => hello(None, None),
+    match (s.extensions.remove::<resume::Replay>(), &svc.recovery) {
+        (Some(replay), Some(log)) => {
+            let replay = replay.catch_up(s, &**log).await;
+            resume::finish(s, replay, |recovered, offset| {
+                hello(Some(recovered), offset)
+            })
+        }
+        _ => hello(None, None),
     }
 }
 

@@ -67,8 +67,10 @@ pub fn give_gate<A: Adapter>(s: &SocketRef<A>, replays: bool) {
     s.extensions.insert(Arc::new(gate));
 }
 
-/// What a reconnecting socket replays, read from the log once it is in its room (holding), so
-/// that nothing appended meanwhile falls between the read and the live feed.
+/// What a reconnecting socket replays. Read before its CONNECT is answered (to say whether it
+/// recovered), then caught up once the socket is connected ([`Replay::catch_up`]): until then
+/// the live feed cannot find the socket, so what was kept between the two reads comes from the
+/// second one, and the gate, holding since before the first, drops what it has twice.
 #[derive(Debug, Clone)]
 pub struct Replay {
     room: UserRoom,
@@ -92,7 +94,22 @@ pub async fn read<A: Adapter>(
     room: &UserRoom,
     from: ClientOffset,
 ) -> Replay {
-    let resumed = match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from.offset())).await {
+    let resumed = resume_within_bound(s, log, room, from.offset()).await;
+    Replay {
+        room: room.clone(),
+        from,
+        resumed,
+    }
+}
+
+/// The log's answer within [`REPLAY_BOUND`]; `None` (counted, logged) when it has none.
+async fn resume_within_bound<A: Adapter>(
+    s: &SocketRef<A>,
+    log: &dyn RecoveryLog,
+    room: &UserRoom,
+    from: Option<Offset>,
+) -> Option<Resume> {
+    match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from)).await {
         Ok(Ok(resumed)) => Some(resumed),
         Ok(Err(error)) => {
             metrics::redis_error("recovery_replay");
@@ -104,11 +121,34 @@ pub async fn read<A: Adapter>(
             tracing::warn!(socket = %s.id, "replay timed out: not recovered");
             None
         }
-    };
-    Replay {
-        room: room.clone(),
-        from,
-        resumed,
+    }
+}
+
+impl Replay {
+    /// Adds what was kept since the first read (the socket is connected now: the live feed
+    /// reaches its gate from here on). A socket that did not recover needs nothing more.
+    pub async fn catch_up<A: Adapter>(mut self, s: &SocketRef<A>, log: &dyn RecoveryLog) -> Self {
+        let Some(Resume {
+            missed: Some(missed),
+            head,
+        }) = &self.resumed
+        else {
+            return self;
+        };
+        let after = missed.last().map(|e| e.offset).or(self.from.offset());
+        let later = resume_within_bound(s, log, &self.room, after).await;
+        if let Some(Resume {
+            missed: Some(later),
+            head: later_head,
+        }) = later
+        {
+            let head = (*head).max(later_head);
+            if let Some(resumed) = &mut self.resumed {
+                resumed.missed.get_or_insert_with(Vec::new).extend(later);
+                resumed.head = head;
+            }
+        }
+        self
     }
 }
 
