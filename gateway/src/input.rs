@@ -230,11 +230,16 @@ pub struct Id(pub String);
 impl Id {
     /// An id given in a path.
     pub fn parse(name: &str, value: &str) -> Result<Self, Refused> {
+        Self::checked(value).map_err(|problem| Refused(format!("{name} {problem}")))
+    }
+
+    /// `value` trimmed, when it is an id; otherwise what it is not.
+    fn checked(value: &str) -> Result<Self, String> {
         let value = value.trim();
         if value.is_empty() || value.chars().count() > MAX_ID_CHARS {
-            return Err(Refused(format!(
-                "{name} must be a non-empty string of at most {MAX_ID_CHARS} characters"
-            )));
+            return Err(format!(
+                "must be a non-empty string of at most {MAX_ID_CHARS} characters"
+            ));
         }
         Ok(Self(value.to_owned()))
     }
@@ -245,13 +250,7 @@ impl FromJson for Id {
         let Value::String(s) = value else {
             return Err(field("must be a string"));
         };
-        let s = s.trim();
-        if s.is_empty() || s.chars().count() > MAX_ID_CHARS {
-            return Err(field(format!(
-                "must be a non-empty string of at most {MAX_ID_CHARS} characters"
-            )));
-        }
-        Ok(Self(s.to_owned()))
+        Self::checked(&s).map_err(Problem::Field)
     }
 }
 
@@ -262,18 +261,19 @@ pub struct UserId(pub String);
 impl UserId {
     /// A user id given in a path or a typed body.
     pub fn parse(name: &str, value: &str) -> Result<Self, Refused> {
-        Uuid::parse_str(value)
-            .map(|u| Self(u.to_string()))
-            .map_err(|_| Refused(format!("{name} must be a UUID")))
+        Self::spelled(value).ok_or_else(|| Refused(format!("{name} must be a UUID")))
+    }
+
+    /// `value` spelled as rooms spell it (lowercase, hyphenated), when it is a UUID.
+    fn spelled(value: &str) -> Option<Self> {
+        Uuid::parse_str(value).ok().map(|u| Self(u.to_string()))
     }
 }
 
 impl FromJson for UserId {
     fn from_json(value: Value) -> Result<Self, Problem> {
         let Id(id) = Id::from_json(value)?;
-        Uuid::parse_str(&id)
-            .map(|u| Self(u.to_string()))
-            .map_err(|_| field("must be a UUID"))
+        Self::spelled(&id).ok_or_else(|| field("must be a UUID"))
     }
 }
 

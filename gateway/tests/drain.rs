@@ -12,6 +12,7 @@ use std::{
 use gateway::{
     app::Application,
     config::{ServeSettings, Source},
+    tasks::Tasks,
 };
 use uuid::Uuid;
 
@@ -104,6 +105,39 @@ impl Drop for Monitor {
     }
 }
 
+/// A replica running in this process, as `main` runs it, until [`Running::drain`].
+struct Running {
+    tasks: Tasks,
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(app: Application) -> Self {
+        let tasks = app.tasks();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        Self { tasks, stop, run }
+    }
+
+    /// SIGTERM's drain: it ends within 30 s, and no background task is left.
+    async fn drain(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.run)
+            .await
+            .expect("the drain ends within 30 s")
+            .expect("the replica task")
+            .expect("the replica ran");
+        assert_eq!(
+            self.tasks.running(),
+            0,
+            "background tasks left after the drain"
+        );
+    }
+}
+
 /// Runs a command on Redis: the marker a MONITOR reader orders lines by.
 fn redis_cli(args: &[&str]) {
     let status = Command::new("redis-cli")
@@ -122,11 +156,7 @@ async fn after_the_drain_no_task_runs_and_nothing_reaches_redis() {
     let app = Application::bind(settings(Some(&redis_url()), &prefix))
         .await
         .expect("listeners bound");
-    let tasks = app.tasks();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let replica = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let replica = Running::start(app);
     // Serving: it renews its lease (and sweeps presence) under its prefix every second.
     monitor.wait_for(
         &prefix,
@@ -134,17 +164,11 @@ async fn after_the_drain_no_task_runs_and_nothing_reaches_redis() {
         "the replica's first write",
     );
     assert!(
-        tasks.running() > 0,
+        replica.tasks.running() > 0,
         "a serving replica has background tasks"
     );
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), replica)
-        .await
-        .expect("the drain ends within 30 s")
-        .expect("the replica task")
-        .expect("the replica ran");
-    assert_eq!(tasks.running(), 0, "background tasks left after the drain");
+    replica.drain().await;
 
     // Redis runs commands one at a time: what MONITOR shows after this marker came after the
     // drain. Three lease periods (renewal and sweeps are every second) of silence.
@@ -163,12 +187,8 @@ async fn a_single_replica_leaves_no_task_either() {
     let app = Application::bind(settings(None, "unused"))
         .await
         .expect("listeners bound");
-    let tasks = app.tasks();
     let internal = app.internal_addr().expect("internal address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let replica = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let replica = Running::start(app);
     // Started: the internal API answers its endpoints (503 "starting" before).
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -189,14 +209,8 @@ async fn a_single_replica_leaves_no_task_either() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        tasks.running() > 0,
+        replica.tasks.running() > 0,
         "a serving replica has background tasks"
     );
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), replica)
-        .await
-        .expect("the drain ends within 30 s")
-        .expect("the replica task")
-        .expect("the replica ran");
-    assert_eq!(tasks.running(), 0, "background tasks left after the drain");
+    replica.drain().await;
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::ClientLike;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::{
     config::{RedisSettings, ServeSettings},
@@ -32,7 +32,7 @@ use crate::{
         memory::MemoryState,
         redis::RedisState,
     },
-    store::redis::RedisClients,
+    store::redis::{RedisClients, listen_shards},
     tasks::Tasks,
 };
 
@@ -238,36 +238,17 @@ impl Backend {
             .init()
             .await
             .context("cannot connect the offers listener")?;
-        let mut messages = client.message_rx();
-        for shard in 0..DRIVER_SHARDS {
-            client
-                .ssubscribe(keys.offers_channel(shard))
-                .await
-                .context("cannot subscribe to the offers channels")?;
-        }
+        let channels = (0..DRIVER_SHARDS)
+            .map(|shard| keys.offers_channel(shard))
+            .collect();
         let offers = offers.clone();
-        tasks.spawn("offers listener", async move {
-            loop {
-                match messages.recv().await {
-                    Ok(message) => {
-                        let notice = message
-                            .value
-                            .as_string()
-                            .and_then(|text| serde_json::from_str::<OfferNotice>(&text).ok());
-                        match notice {
-                            Some(notice) => offers.resolve(notice),
-                            None => tracing::warn!("unreadable offer notice"),
-                        }
-                    }
-                    // A dispatch whose notice was lost closes its offer at expiry and finds
-                    // the recorded answer then.
-                    Err(broadcast::error::RecvError::Lagged(lost)) => {
-                        tracing::warn!(lost, "offer notices lost: listener lagged")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        let resolve = move |notice: OfferNotice| offers.resolve(notice);
+        // A dispatch whose notice was lost closes its offer at expiry and finds the recorded
+        // answer then.
+        let lagged = |lost| tracing::warn!(lost, "offer notices lost: listener lagged");
+        listen_shards(&client, channels, tasks, "offers listener", resolve, lagged)
+            .await
+            .context("cannot subscribe to the offers channels")?;
         Ok(())
     }
 

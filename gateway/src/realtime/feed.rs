@@ -5,16 +5,14 @@
 
 use std::sync::Arc;
 
-use fred::{
-    clients::SubscriberClient,
-    interfaces::{EventInterface, PubsubInterface},
-};
+use fred::clients::SubscriberClient;
 use shared::namespace::Namespace;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::{io::Io, notices::RevocationNotices};
 use crate::{
     recovery::{Entry, Published},
+    store::redis::listen_shards,
     tasks::Tasks,
     telemetry::metrics,
 };
@@ -46,41 +44,22 @@ pub async fn listen(
     notices: Arc<RevocationNotices>,
     tasks: &Tasks,
 ) -> Result<(), fred::error::Error> {
-    let mut messages = client.message_rx();
-    for channel in channels {
-        client.ssubscribe(channel).await?;
-    }
-    tasks.spawn("recovery feed", async move {
-        loop {
-            match messages.recv().await {
-                Ok(message) => {
-                    let published = message
-                        .value
-                        .as_string()
-                        .and_then(|text| serde_json::from_str::<Published>(&text).ok());
-                    let Some(published) = published else {
-                        tracing::warn!(channel = %message.channel, "unreadable recovery entry");
-                        continue;
-                    };
-                    let Some(ns) = Namespace::from_path(&published.ns) else {
-                        continue;
-                    };
-                    for (room, offset) in &published.kept {
-                        io.to_gates(ns, room, || {
-                            let entry = published.entry(room, *offset);
-                            (!notices.already_told(&entry)).then_some(entry)
-                        });
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(lost)) => {
-                    // Those entries stay in the log: a client that missed them recovers them
-                    // when it reconnects; the counter says it happened.
-                    metrics::recovery_feed_lagged(lost);
-                    tracing::warn!(lost, "recovery feed lagged");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+    let to_gates = move |published: Published| {
+        let Some(ns) = Namespace::from_path(&published.ns) else {
+            return;
+        };
+        for (room, offset) in &published.kept {
+            io.to_gates(ns, room, || {
+                let entry = published.entry(room, *offset);
+                (!notices.already_told(&entry)).then_some(entry)
+            });
         }
-    });
-    Ok(())
+    };
+    // Those entries stay in the log: a client that missed them recovers them when it
+    // reconnects; the counter says it happened.
+    let lagged = |lost| {
+        metrics::recovery_feed_lagged(lost);
+        tracing::warn!(lost, "recovery feed lagged");
+    };
+    listen_shards(&client, channels, tasks, "recovery feed", to_gates, lagged).await
 }

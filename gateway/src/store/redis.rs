@@ -14,6 +14,9 @@ use fred::{
     types::RespVersion,
 };
 
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
 use crate::{config::RedisSettings, tasks::Tasks};
 
 /// Reconnect forever, backing off from 100 ms to 1 s: a replica must come back by itself, and
@@ -187,4 +190,48 @@ async fn restore_shard_channels(client: SubscriberClient, what: &'static str) {
             "redis reconnected, {what} channels restored"
         );
     }
+}
+
+/// Subscribes `client` to the shard `channels` (the receiver taken first, so no message falls in
+/// between), then hands each message, decoded from JSON as `T`, to `handle` until the replica
+/// stops (`tasks`; `what` names the listener). `lagged` is told how many messages it lost when
+/// it fell behind. Reconnects re-subscribe through [`RedisClients::restore_subscriptions_on_reconnect`].
+pub async fn listen_shards<T, H, L>(
+    client: &SubscriberClient,
+    channels: Vec<String>,
+    tasks: &Tasks,
+    what: &'static str,
+    mut handle: H,
+    lagged: L,
+) -> Result<(), fred::error::Error>
+where
+    T: DeserializeOwned,
+    H: FnMut(T) + Send + 'static,
+    L: Fn(u64) + Send + 'static,
+{
+    let mut messages = client.message_rx();
+    for channel in channels {
+        client.ssubscribe(channel).await?;
+    }
+    tasks.spawn(what, async move {
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    let decoded = message
+                        .value
+                        .as_string()
+                        .and_then(|text| serde_json::from_str::<T>(&text).ok());
+                    match decoded {
+                        Some(decoded) => handle(decoded),
+                        None => {
+                            tracing::warn!(channel = %message.channel, what, "unreadable message")
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(lost)) => lagged(lost),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(())
 }

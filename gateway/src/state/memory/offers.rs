@@ -43,11 +43,7 @@ impl OfferStore for MemoryState {
         _notice: &str,
     ) -> Result<Answered, StateError> {
         let mut inner = self.lock();
-        let held = inner
-            .offers
-            .get_mut(driver)
-            .and_then(|held| held.iter_mut().find(|(o, _)| o.offer.offer_id == offer_id));
-        Ok(match held {
+        Ok(match held_mut(&mut inner, driver, offer_id) {
             None => Answered::Gone,
             Some((_, Some(OfferOutcome::Answered(first)))) => Answered::Already(*first),
             Some((_, Some(OfferOutcome::Closed))) => Answered::Gone,
@@ -65,11 +61,7 @@ impl OfferStore for MemoryState {
         offer_id: &str,
     ) -> Result<Option<OfferAnswer>, StateError> {
         let mut inner = self.lock();
-        let held = inner
-            .offers
-            .get_mut(driver)
-            .and_then(|held| held.iter_mut().find(|(o, _)| o.offer.offer_id == offer_id));
-        Ok(match held {
+        Ok(match held_mut(&mut inner, driver, offer_id) {
             Some((_, Some(OfferOutcome::Answered(first)))) => Some(*first),
             Some((_, outcome)) => {
                 *outcome = Some(OfferOutcome::Closed);
@@ -78,4 +70,17 @@ impl OfferStore for MemoryState {
             None => None,
         })
     }
+}
+
+/// Offer `offer_id` of `driver`, with its outcome, while it is kept.
+fn held_mut<'a>(
+    inner: &'a mut Inner,
+    driver: &str,
+    offer_id: &str,
+) -> Option<&'a mut (HeldOffer, Option<OfferOutcome>)> {
+    inner
+        .offers
+        .get_mut(driver)?
+        .iter_mut()
+        .find(|(o, _)| o.offer.offer_id == offer_id)
 }

@@ -1,6 +1,8 @@
 //! The Redis engine's offers: a hash per driver (its shard's slot), the first outcome set with
 //! `HSETNX`, and the answer told to every replica on the shard's channel by the same script.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::state::OfferStore;
 
@@ -82,23 +84,21 @@ impl OfferStore for RedisState {
             .iter()
             .map(|v| text(v).unwrap_or_default())
             .collect();
-        let value = |prefix: &str, id: &str| {
-            fields
-                .chunks(2)
-                .find(|pair| {
-                    pair.first()
-                        .is_some_and(|name| name.strip_prefix(prefix) == Some(id))
-                })
-                .and_then(|pair| pair.get(1).cloned())
-        };
+        // HGETALL: name, value, name, value, ...
+        let fields: HashMap<&str, &str> = fields
+            .chunks_exact(2)
+            .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+            .collect();
         let mut pending = Vec::new();
-        for pair in fields.chunks(2) {
-            let [name, offer] = pair else { continue };
+        for (name, offer) in &fields {
             let Some(id) = name.strip_prefix("o:") else {
                 continue;
             };
-            let expires_at_ms = value("e:", id).and_then(|e| e.parse().ok()).unwrap_or(0);
-            if expires_at_ms <= now_ms || value("a:", id).is_some() {
+            let expires_at_ms = fields
+                .get(format!("e:{id}").as_str())
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0);
+            if expires_at_ms <= now_ms || fields.contains_key(format!("a:{id}").as_str()) {
                 continue;
             }
             let offer = serde_json::from_str(offer)
