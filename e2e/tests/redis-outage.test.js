@@ -4,7 +4,9 @@
 // so each connected driver is reachable again within seconds and keeps its status; a revocation
 // that could not be published is enforced by re-validation, and the auth service's retry
 // notifies nobody twice. Each test runs its own Redis, which it stops, restarts empty or
-// freezes with SIGSTOP.
+// freezes with SIGSTOP. A Redis back empty has lost what was kept for recovery: every socket
+// is closed so that its client reconnects and is told it did not recover (redis-blip.test.js);
+// the clients here reconnect as the stock client does.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +18,17 @@ import {
 const NODE_TTL_MS = 2000;
 const GRACE_MS = 2000;
 const REVALIDATE_MS = 3000;
+/** The stock client's reconnection, quickened: what a real app does after a transport close. */
+const reconnecting = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
+
+/**
+ * Resolves once `socket` is connected again after a close (its CONNECT answered: what is kept
+ * from then on reaches it), with whether it recovered.
+ */
+function reconnected(socket) {
+  return new Promise((resolve) => socket.once('connect', () => resolve(socket.recovered)));
+}
+
 const env = {
   NODE_TTL_MS: String(NODE_TTL_MS),
   PRESENCE_GRACE_MS: String(GRACE_MS),
@@ -25,10 +38,15 @@ const env = {
 /** A driver on `replica`, ONLINE with a position, whose app accepts every offer. */
 async function availableDriver(db, replica) {
   const id = await createIdentity(db, 'DRIVER');
-  const socket = await connectAs(replica, '/drivers', id.token);
+  const socket = await connectAs(replica, '/drivers', id.token, reconnecting);
   socket.on('trip:offer', (_offer, answer) => answer({ accept: true }));
-  await ask(socket, 'driver:location', { lat: 48.85, lng: 2.35 });
-  assert.equal((await ask(socket, 'driver:status', { status: 'ONLINE' })).ok, true);
+  try {
+    await ask(socket, 'driver:location', { lat: 48.85, lng: 2.35 });
+    assert.equal((await ask(socket, 'driver:status', { status: 'ONLINE' })).ok, true);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
   return { ...id, socket };
 }
 
@@ -63,9 +81,11 @@ test('Redis frozen or down: events answer UNAVAILABLE well under a second, hands
   const cluster = await startCluster(db, 2, { redis: redis.url, env });
   const [A, B] = cluster.replicas;
   try {
-    const driver = await connectAs(A, '/drivers', (await createIdentity(db, 'DRIVER')).token);
+    const driver = await connectAs(A, '/drivers', (await createIdentity(db, 'DRIVER')).token, reconnecting);
     const passenger = await createIdentity(db, 'PASSENGER');
-    const onA = await connectAs(A, '/passengers', passenger.token);
+    const onA = await connectAs(A, '/passengers', passenger.token, reconnecting);
+    const drops = [];
+    for (const s of [driver, onA]) s.on('disconnect', (reason) => drops.push(reason));
 
     for (const fault of ['frozen', 'down']) {
       if (fault === 'frozen') redis.freeze();
@@ -100,12 +120,20 @@ test('Redis frozen or down: events answer UNAVAILABLE well under a second, hands
         assert.equal(body.checks.redis.ok, false, 'the readiness body names Redis as down');
       }
 
-      if (fault === 'frozen') redis.thaw();
-      else redis = await startRedis(redis.port);
+      if (fault === 'frozen') {
+        redis.thaw();
+      } else {
+        // Back empty: what was kept for them is gone, so they are told to refetch.
+        const back = [driver, onA].map(reconnected);
+        redis = await startRedis(redis.port);
+        assert.deepEqual(await within(Promise.all(back), 15000, 'both clients to reconnect after Redis came back empty'),
+          [false, false], 'socket.recovered');
+        assert.deepEqual(drops, ['transport close', 'transport close']);
+      }
       await eventually(async () => (await ask(driver, 'driver:status', { status: 'ONLINE' })).ok, 15000, 200,
         `driver:status accepted again after Redis was ${fault}`);
+      if (fault === 'frozen') assert.deepEqual(drops, [], 'sockets stayed connected through the freeze');
     }
-    assert.equal(driver.connected && onA.connected, true, 'sockets stayed connected through both outages');
     driver.close();
     onA.close();
   } finally {
@@ -133,7 +161,7 @@ test('Redis restarted empty: every connected driver is reachable again within se
     const joining = await availableDriver(db, B).catch(async () => {
       // Its status cannot be stored while Redis is down; connecting is what matters here.
       const id = await createIdentity(db, 'DRIVER');
-      const socket = await connectAs(B, '/drivers', id.token);
+      const socket = await connectAs(B, '/drivers', id.token, reconnecting);
       socket.on('trip:offer', (_offer, answer) => answer({ accept: true }));
       return { ...id, socket };
     });
@@ -206,8 +234,8 @@ test('a revocation sent while Redis is down is enforced by re-validation, and it
     const user = await createIdentity(db, 'PASSENGER');
     const other = sign({ sub: user.userId, sid: await db.session(user.userId) });
     const revoked = await connectAs(A, '/passengers', user.token);
-    const sameReplica = await connectAs(A, '/passengers', other);
-    const elsewhere = await connectAs(C, '/passengers', other);
+    const sameReplica = await connectAs(A, '/passengers', other, reconnecting);
+    const elsewhere = await connectAs(C, '/passengers', other, reconnecting);
     const noticesA = record(sameReplica, 'auth:session_revoked');
     const noticesC = record(elsewhere, 'auth:session_revoked');
 
@@ -222,14 +250,16 @@ test('a revocation sent while Redis is down is enforced by re-validation, and it
     await within(noticesA.until((n) => n.sid === user.sid), 5000, 'the notice on A, told during the outage');
 
     const marks = cluster.replicas.map((r) => r.logs.length);
+    const back = [sameReplica, elsewhere].map(reconnected);
     redis = await startRedis(redis.port);
+    // Back empty: the sockets reconnect (not recovered) before the retry below is kept.
+    await within(Promise.all(back), 15000, 'the other session\'s sockets to reconnect after Redis came back empty');
     // Every replica hears the channel again before the barrier below relies on A hearing it.
     await Promise.all(cluster.replicas.map((r, i) =>
       r.waitForLog((e) => e.message === 'auth-events subscription restored', 15000, marks[i])));
-    // And the recovery feed, which carries the kept notice (pub/sub: what is published before a
-    // replica resubscribes reaches its sockets only when they next reconnect and replay).
+    // And the recovery feed, which carries the kept notice.
     await Promise.all(cluster.replicas.map((r, i) =>
-      r.waitForLog((e) => e.message === 'redis reconnected, recovery channels restored', 15000, marks[i])));
+      r.waitForLog((e) => e.message === 'recovery channels restored after a reconnect', 15000, marks[i])));
     // The auth service retries until a replica can publish.
     await eventually(async () => (await internalPost(B, `/internal/v1/sessions/${user.sid}/revoke`, { userId: user.userId, reason: 'logout' })).status === 200,
       15000, 250, 'the retried revocation published');

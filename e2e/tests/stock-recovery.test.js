@@ -1,7 +1,8 @@
 // Socket.IO's own connection state recovery, done by the stock socket.io-client with no app code
 // (issue 23, item 2): the CONNECT answer carries a `pid`; the client sends it back with the offset
 // of the last event it got, and `socket.recovered` is true when the gateway answers with the same
-// pid after replaying what was missed: on another replica, and after every replica restarted.
+// pid after replaying what was missed: on another replica, after every replica restarted, and
+// before the client got any event (the pid carries where its socket started).
 // The token still decides who connects and whose events are replayed; another user's pid is
 // answered with a new one.
 import { describe, test, before, after } from 'node:test';
@@ -78,6 +79,21 @@ for (const mode of MODES) {
       assert.equal(socket._pid, pid, 'the same pid');
       await within(promos.until((d) => d.n === 3), 5000, 'the missed pushes');
       assert.deepEqual(promos.seen.map((d) => d.n), [1, 2, 3], 'each once, in order');
+      socket.close();
+    });
+
+    test('a client dropped before its first event recovers too: its pid says where it started', async () => {
+      const p = await createIdentity(db, 'PASSENGER');
+      const { socket, promos } = await stockClient(A, p.token);
+      assert.equal(socket._lastOffset, undefined, 'no event yet: the stock client has no offset to send');
+      const pid = socket._pid;
+      await dropAndReturn(socket, B, async () => {
+        await push(C, p.userId, 1);
+      });
+      assert.equal(socket.recovered, true, 'recovered from where its pid was made');
+      assert.equal(socket._pid, pid, 'the same pid');
+      await within(promos.until((d) => d.n === 1), 5000, 'the push sent while it was away');
+      assert.deepEqual(promos.seen.map((d) => d.n), [1], 'once');
       socket.close();
     });
 

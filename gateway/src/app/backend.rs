@@ -18,6 +18,7 @@ use crate::{
         io::{Io, Layer},
         notices::RevocationNotices,
         offers::{OfferNotice, Offers},
+        resync::Resync,
         server,
         services::Services,
         sessions::SessionEvents,
@@ -98,6 +99,15 @@ impl Backend {
     ) -> anyhow::Result<Self> {
         let keys = Keys::new(&settings.redis_prefix);
         let clients = RedisClients::new(redis).context("cannot set up the Redis clients")?;
+        let [adapter, auth_events, commands, recovery, offers] = clients.names();
+        tracing::info!(
+            adapter,
+            auth_events,
+            commands,
+            recovery,
+            offers,
+            "redis connections named (CLIENT LIST)"
+        );
         health.set_redis(clients.clone());
         clients.log_connection_errors(tasks);
         tracing::info!("connecting to Redis (retrying until it answers)");
@@ -165,6 +175,7 @@ impl Backend {
         &mut self,
         io: &Io,
         notices: &Arc<RevocationNotices>,
+        offers: &Arc<Offers>,
         tasks: &Tasks,
     ) -> anyhow::Result<()> {
         match &mut self.mode {
@@ -176,26 +187,33 @@ impl Backend {
                     );
                 }
             }
-            Mode::Cluster { clients, keys, .. } if self.recovery.is_some() => {
+            Mode::Cluster { clients, keys, .. } => {
+                let Some(log) = &self.recovery else {
+                    return Ok(());
+                };
                 clients
                     .recovery
                     .init()
                     .await
                     .context("cannot connect the recovery listener")?;
-                let channels = (0..RECOVERY_SHARDS)
-                    .map(|s| keys.recovery_channel(s))
-                    .collect();
+                let channels = feed::Channels {
+                    listener: clients.recovery.clone(),
+                    publisher: clients.commands.clone(),
+                    names: (0..RECOVERY_SHARDS)
+                        .map(|s| keys.recovery_channel(s))
+                        .collect(),
+                };
+                let resync = Resync::new(io.clone(), log.clone(), offers.clone());
                 feed::listen(
-                    clients.recovery.clone(),
                     channels,
                     io.clone(),
                     notices.clone(),
+                    Arc::new(resync),
                     tasks,
                 )
                 .await
                 .context("cannot subscribe to the recovery channels")?;
             }
-            Mode::Cluster { .. } => {}
         }
         Ok(())
     }

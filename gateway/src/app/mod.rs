@@ -219,7 +219,7 @@ async fn start(
     let presence = services.presence.clone();
     let (layer, io) = backend.socketio(settings, services).await?;
     let notices = Arc::new(RevocationNotices::new(backend.recovery.clone()));
-    backend.feed(&io, &notices, tasks).await?;
+    backend.feed(&io, &notices, &offers, tasks).await?;
     let sessions = backend.sessions(&io, notices, tasks).await?;
     backend.offers(&offers, tasks).await?;
     let live = Live {

@@ -27,8 +27,14 @@ use socketioxide_core::adapter::DefinedAdapter;
 use tracing::{Instrument, Span, field::Empty};
 
 use super::{
-    admin, context::SocketContext, drivers, events::on_unknown, expiry, limits, refresh,
-    services::Services, throttle::EventBudget,
+    admin,
+    context::SocketContext,
+    drivers,
+    events::on_unknown,
+    expiry, limits, refresh,
+    resync::{self, GapReason},
+    services::Services,
+    throttle::EventBudget,
 };
 use crate::{
     auth::handshake::{HandshakeError, token_from},
@@ -114,9 +120,11 @@ async fn admit<A: Adapter>(
 }
 
 /// Before the CONNECT answer: the socket's gate and its user room (joined now, so that nothing
-/// kept from here on misses it), what it missed after its offset (read now, to answer whether it
-/// recovered), and the `pid` the answer carries (Socket.IO's connection state recovery: the
-/// same the client sent when it recovered, a new one otherwise).
+/// kept from here on misses it), where it starts (what it missed after the offset it asked for,
+/// and the room's head: read now, to answer whether it recovered), and the `pid` the answer
+/// carries (Socket.IO's connection state recovery: the same the client sent when it recovered,
+/// a new one otherwise). A stock client that got no event yet sends its pid without an offset:
+/// it resumes from where its pid was made.
 async fn prepare_recovery<A: Adapter>(
     ns: Namespace,
     s: &SocketRef<A>,
@@ -129,23 +137,23 @@ async fn prepare_recovery<A: Adapter>(
         resume::give_gate(s, false);
         return;
     };
-    let wanted = ClientOffset::from_auth(auth);
-    resume::give_gate(s, wanted.is_some());
-    s.join(room.room.clone());
-    let replay = match wanted {
-        Some(from) => Some(resume::read(s, &**log, &room, from).await),
-        None => None,
-    };
-    let recovered = replay.as_ref().is_some_and(resume::Replay::recovered);
-    let sent = auth
+    let sent_pid = auth
         .and_then(|a| a.get("pid"))
         .and_then(Value::as_str)
-        .filter(|pid| recovered && svc.pid_key.verify(pid, ns, user));
-    let pid = sent.map_or_else(|| svc.pid_key.mint(ns, user), str::to_owned);
+        .and_then(|pid| Some((pid, svc.pid_key.check(pid, ns, user)?)));
+    let asked = ClientOffset::from_auth(auth).or_else(|| {
+        let made_at = sent_pid?.1.made_at?;
+        Some(ClientOffset::Given(made_at))
+    });
+    resume::give_gate(s, true);
+    s.join(room.room.clone());
+    let replay = resume::read(s, &**log, &room, asked).await;
+    let pid = match sent_pid {
+        Some((pid, _)) if replay.recovered() => pid.to_owned(),
+        _ => svc.pid_key.mint(ns, user, replay.head()),
+    };
     s.extensions.insert(ConnectionPid(pid));
-    if let Some(replay) = replay {
-        s.extensions.insert(replay);
-    }
+    s.extensions.insert(replay);
 }
 
 /// A refused handshake: traced, counted and logged at the level its cause deserves.
@@ -258,9 +266,13 @@ async fn greet<A: Adapter>(s: &SocketRef<A>, svc: &Services) {
     match (s.extensions.remove::<resume::Replay>(), &svc.recovery) {
         (Some(replay), Some(log)) => {
             let replay = replay.catch_up(s, &**log).await;
-            resume::finish(s, replay, |recovered, offset| {
-                hello(Some(recovered), offset)
-            })
+            let lost = replay.lost();
+            resume::finish(s, replay, hello);
+            if lost {
+                // Kept for it while it connected, and unreadable now: it reconnects and is
+                // told it did not recover, rather than miss them silently.
+                resync::gap(s, GapReason::Unreadable);
+            }
         }
         _ => hello(None, None),
     }

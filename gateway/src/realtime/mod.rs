@@ -9,7 +9,8 @@
 //! - one file per namespace's events: [`drivers`], [`admin`] (passengers send none), and
 //!   [`refresh`] (`auth:refresh`, every namespace); [`validate`] reads their payloads, [`ack`]
 //!   words their outcomes;
-//! - [`deliver`]: server → client events; [`feed`]: recovered events to local sockets;
+//! - [`deliver`]: server → client events; [`feed`]: recovered events to local sockets, and
+//!   [`resync`] of them after a hole in that feed;
 //! - session lifetime: [`expiry`], [`revalidate`], [`limits`], [`sessions`] (revocation);
 //!   [`presence`] of drivers; [`throttle`]; [`context`] of a socket.
 
@@ -30,6 +31,7 @@ pub mod notices;
 pub mod offers;
 pub mod presence;
 pub mod refresh;
+pub mod resync;
 pub mod revalidate;
 pub mod server;
 pub mod services;

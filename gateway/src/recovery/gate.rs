@@ -4,8 +4,13 @@
 //! A socket that reconnects with an offset joins its room *holding*: entries arriving meanwhile
 //! are held, not sent. It then replays the log after its offset, and [`Gate::finish`] sends the
 //! replay and the held entries newer than the replay's last, in order, and opens. From then on
-//! an entry goes out only if it is newer than the last one this socket got. So an event is either
-//! replayed or delivered live, once, whatever the interleaving (recovery.md).
+//! an entry goes out only if it is newer than where the socket stands (the last one it got, or
+//! the position `hello` gave it). So an event is either replayed or delivered live, once,
+//! whatever the interleaving (recovery.md).
+//!
+//! When the feed itself had a hole (Redis restarted, the listener fell behind), the same gate
+//! holds again ([`Gate::hold`]) while the socket catches up from where it stands
+//! (`realtime::resync`).
 
 use std::sync::Mutex;
 
@@ -20,10 +25,24 @@ pub struct Gate(Mutex<GateState>);
 
 #[derive(Debug, Default)]
 struct GateState {
-    /// The newest offset this socket was sent.
+    /// Where this socket stands: the newest offset it was sent, or the position it was told.
     last: Option<Offset>,
     /// While replaying: what arrived meanwhile.
     held: Option<Vec<Entry>>,
+    /// Holding for a catch-up after a hole in the feed, not for the socket's first replay.
+    resyncing: bool,
+}
+
+/// What [`Gate::hold`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Holding now; the socket catches up after this offset.
+    From(Offset),
+    /// Holding now, but the socket was never told where it stands (the log did not answer when
+    /// it connected): what it missed cannot be named.
+    Nowhere,
+    /// Its first replay is still under way (it connected just now): that replay covers it.
+    Replaying,
 }
 
 impl Gate {
@@ -35,8 +54,8 @@ impl Gate {
     /// For a socket about to replay: live entries wait for [`Gate::finish`].
     pub fn holding() -> Self {
         Self(Mutex::new(GateState {
-            last: None,
             held: Some(Vec::new()),
+            ..GateState::default()
         }))
     }
 
@@ -58,16 +77,19 @@ impl Gate {
     }
 
     /// Sends `replayed` (oldest first), then what was held and is newer, then `then` (given
-    /// the newest offset sent), and opens: nothing live goes out between the last of these and
-    /// `then`, so `hello` can tell the client where it stands.
+    /// where the socket stands: the newest offset sent, or `head` when newer), and opens:
+    /// nothing live goes out between the last of these and `then`, so `hello` can tell the
+    /// client where it stands. `head`: every entry not replayed comes after it.
     pub fn finish(
         &self,
         replayed: Vec<Entry>,
+        head: Option<Offset>,
         mut send: impl FnMut(&Entry),
         then: impl FnOnce(Option<Offset>),
     ) {
         let mut state = self.lock();
         let mut held = state.held.take().unwrap_or_default();
+        state.resyncing = false;
         held.sort_by_key(|e| e.offset);
         for entry in replayed.iter().chain(held.iter()) {
             if state.last.is_none_or(|last| entry.offset > last) {
@@ -75,7 +97,20 @@ impl Gate {
                 send(entry);
             }
         }
+        state.last = state.last.max(head);
         then(state.last);
+    }
+
+    /// Holds live entries again, for a catch-up after a hole in the feed: where the socket
+    /// stands. Held entries wait for [`Gate::finish`] as during a first replay.
+    pub fn hold(&self) -> Held {
+        let mut state = self.lock();
+        if state.held.is_some() && !state.resyncing {
+            return Held::Replaying;
+        }
+        state.held.get_or_insert_with(Vec::new);
+        state.resyncing = true;
+        state.last.map_or(Held::Nowhere, Held::From)
     }
 }
 
@@ -117,6 +152,7 @@ mod tests {
         if let Some(replay) = replay {
             gate.finish(
                 replay.iter().map(|&ms| entry(ms)).collect(),
+                None,
                 |e| out.push(e.offset.ms),
                 |_| {},
             );
@@ -138,6 +174,7 @@ mod tests {
         let mut newest = None;
         gate.finish(
             vec![entry(3), entry(4), entry(5)],
+            None,
             |e| out.push(e.offset.ms),
             |last| newest = last.map(|o| o.ms),
         );
@@ -151,7 +188,52 @@ mod tests {
         let gate = Gate::holding();
         sent(&gate, &[9, 8], None);
         let mut out = Vec::new();
-        gate.finish(Vec::new(), |e| out.push(e.offset.ms), |_| {});
+        gate.finish(Vec::new(), None, |e| out.push(e.offset.ms), |_| {});
         assert_eq!(out, [8, 9]);
+    }
+
+    #[test]
+    fn a_socket_stands_at_its_head_when_nothing_newer_was_sent() {
+        let gate = Gate::holding();
+        let mut stands = None;
+        gate.finish(Vec::new(), Some(entry(4).offset), |_| {}, |at| stands = at);
+        assert_eq!(stands.map(|o| o.ms), Some(4));
+        assert_eq!(
+            sent(&gate, &[3, 4, 5], None),
+            [5],
+            "only what follows the head"
+        );
+    }
+
+    #[test]
+    fn a_hole_in_the_feed_is_caught_up_from_where_the_socket_stands() {
+        let gate = Gate::open();
+        assert_eq!(sent(&gate, &[1, 2], None), [1, 2]);
+        assert_eq!(gate.hold(), Held::From(entry(2).offset));
+        assert_eq!(
+            gate.hold(),
+            Held::From(entry(2).offset),
+            "held once, told twice"
+        );
+        // 3 and 4 were lost with the subscription; 5 and 6 arrive once it is back.
+        assert!(
+            sent(&gate, &[5, 6], None).is_empty(),
+            "held during the catch-up"
+        );
+        let mut out = Vec::new();
+        gate.finish(
+            vec![entry(3), entry(4), entry(5)],
+            None,
+            |e| out.push(e.offset.ms),
+            |_| {},
+        );
+        assert_eq!(out, [3, 4, 5, 6]);
+        assert_eq!(sent(&gate, &[6, 7], None), [7]);
+    }
+
+    #[test]
+    fn a_socket_in_its_first_replay_or_never_placed_is_told_so() {
+        assert_eq!(Gate::holding().hold(), Held::Replaying);
+        assert_eq!(Gate::open().hold(), Held::Nowhere);
     }
 }

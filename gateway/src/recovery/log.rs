@@ -8,6 +8,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::Mutex,
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -65,7 +66,47 @@ pub trait RecoveryLog: Send + Sync {
 
     /// Where a socket of `room` resumes: what the room received after the client's offset
     /// `from`, oldest first, when that offset is still kept; and the room's position now.
-    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError>;
+    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
+        self.read(room, from, None).await
+    }
+
+    /// Where a socket still connected catches up after a hole in the feed that began at most
+    /// `lookback` ago: as [`RecoveryLog::resume`] from `from`, except that an offset older than
+    /// the hole resumes from the room's position `lookback` ago (everything before the hole
+    /// reached the socket, so an offset that old only means the room was quiet since).
+    async fn catch_up(
+        &self,
+        room: &UserRoom,
+        from: Offset,
+        lookback: Duration,
+    ) -> Result<Resume, StateError> {
+        self.read(room, Some(from), Some(lookback)).await
+    }
+
+    /// [`RecoveryLog::resume`], or [`RecoveryLog::catch_up`] with a `lookback`.
+    async fn read(
+        &self,
+        room: &UserRoom,
+        from: Option<Offset>,
+        lookback: Option<Duration>,
+    ) -> Result<Resume, StateError>;
+}
+
+/// The offset a catch-up reads after: `from`, or the room's position at `now_ms - lookback` when
+/// `from` is older (both logs).
+pub fn catch_up_from(room: &str, from: Offset, now_ms: u64, lookback: Option<Duration>) -> Offset {
+    let Some(lookback) = lookback else {
+        return from;
+    };
+    let floor = now_ms.saturating_sub(lookback.as_millis() as u64);
+    if from.ms < floor {
+        Offset {
+            ms: floor,
+            seq: room_mark(room),
+        }
+    } else {
+        from
+    }
 }
 
 /// What [`RecoveryLog::resume`] found.
@@ -255,9 +296,15 @@ impl RecoveryLog for MemoryLog {
         self.keep(&mut rings, room, event, data).map(Some)
     }
 
-    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
+    async fn read(
+        &self,
+        room: &UserRoom,
+        from: Option<Offset>,
+        lookback: Option<Duration>,
+    ) -> Result<Resume, StateError> {
         let mut rings = self.lock();
         let now = now_ms();
+        let from = from.map(|from| catch_up_from(&room.room, from, now, lookback));
         let oldest = self.expired_before(now);
         let since_ms = rings.since_ms;
         let window_ms = self.settings.window.as_millis() as u64;
@@ -364,6 +411,11 @@ impl RedisLog {
             return Vec::new();
         };
         let mut keys: Vec<String> = rooms.iter().map(|r| self.keys.recovery_stream(r)).collect();
+        keys.extend(
+            rooms
+                .iter()
+                .map(|r| self.keys.recovery_since(room_shard(r))),
+        );
         if let Some(once) = once {
             keys.extend(rooms.iter().map(|r| self.keys.recovery_once(r, once)));
         }
@@ -433,7 +485,12 @@ impl RecoveryLog for RedisLog {
         kept.pop().unwrap_or_else(|| Err(out_of_shape()))
     }
 
-    async fn resume(&self, room: &UserRoom, from: Option<Offset>) -> Result<Resume, StateError> {
+    async fn read(
+        &self,
+        room: &UserRoom,
+        from: Option<Offset>,
+        lookback: Option<Duration>,
+    ) -> Result<Resume, StateError> {
         let reply = self
             .resume
             .run(
@@ -447,6 +504,9 @@ impl RecoveryLog for RedisLog {
                     self.settings.max_events.to_string(),
                     self.settings.window.as_millis().to_string(),
                     room_mark(&room.room).to_string(),
+                    lookback
+                        .map(|l| l.as_millis().to_string())
+                        .unwrap_or_default(),
                 ],
             )
             .await?

@@ -47,14 +47,21 @@ impl Entry {
 }
 
 /// What one append publishes to every replica (`recovery_append.lua`): an event kept for rooms
-/// of one shard, each under its own offset, its data carried once.
+/// of one shard, each under its own offset, its data carried once. Or a replica's own marker
+/// (`{"sync": "..."}`, nothing kept): heard back, it proves the replica's subscription delivers.
 #[derive(Debug, Deserialize)]
 pub struct Published {
+    #[serde(default)]
     pub ns: String,
+    #[serde(default)]
     pub event: String,
     /// The rooms, in the order kept, with their offsets.
+    #[serde(default)]
     pub kept: Vec<(String, Offset)>,
+    #[serde(default)]
     pub data: Value,
+    #[serde(default)]
+    pub sync: Option<String>,
 }
 
 impl Published {

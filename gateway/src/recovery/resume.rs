@@ -8,7 +8,7 @@ use shared::{namespace::Namespace, rooms};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use super::{
-    Offset, UserRoom,
+    Entry, Offset, UserRoom,
     gate::{self, Gate},
     log::{RecoveryLog, Resume},
 };
@@ -35,7 +35,7 @@ impl ClientOffset {
         })
     }
 
-    fn offset(&self) -> Option<Offset> {
+    pub fn offset(&self) -> Option<Offset> {
         match self {
             Self::Given(offset) => Some(*offset),
             Self::Empty | Self::Malformed => None,
@@ -67,49 +67,75 @@ pub fn give_gate<A: Adapter>(s: &SocketRef<A>, replays: bool) {
     s.extensions.insert(Arc::new(gate));
 }
 
-/// What a reconnecting socket replays. Read before its CONNECT is answered (to say whether it
+/// Where a socket of a user room starts: what it missed when it asked, and the room's head, so
+/// that `hello` tells every socket where it stands (and a hole in the feed later can be caught
+/// up from there, `realtime::resync`). Read before its CONNECT is answered (to say whether it
 /// recovered), then caught up once the socket is connected ([`Replay::catch_up`]): until then
 /// the live feed cannot find the socket, so what was kept between the two reads comes from the
 /// second one, and the gate, holding since before the first, drops what it has twice.
 #[derive(Debug, Clone)]
 pub struct Replay {
     room: UserRoom,
-    from: ClientOffset,
-    /// `None` when the log did not answer in time.
-    resumed: Option<Resume>,
+    /// What the client asked to resume from; `None` on a first connection.
+    asked: Option<ClientOffset>,
+    /// Whether that offset was still kept.
+    recovered: bool,
+    /// What to send before `hello`, oldest first.
+    missed: Vec<Entry>,
+    /// Every entry not in `missed` comes after it; `None` when the log did not answer.
+    head: Option<Offset>,
+    /// Entries kept between the two reads could not be read: the socket must not stay.
+    lost: bool,
 }
 
 impl Replay {
     /// Whether the client's offset was still kept: what it missed is replayed.
     pub fn recovered(&self) -> bool {
-        self.resumed.as_ref().is_some_and(|r| r.missed.is_some())
+        self.recovered
+    }
+
+    /// Where the socket stands once its replay is sent (`None`: the log did not answer).
+    pub fn head(&self) -> Option<Offset> {
+        self.head
+    }
+
+    /// Whether what was kept for the socket since the first read could not be read.
+    pub fn lost(&self) -> bool {
+        self.lost
     }
 }
 
-/// Reads what `room` received after the client's offset (the socket already holds its gate
-/// and is in the room).
+/// Reads what `room` received after the offset the client `asked` for, if any, and where it
+/// stands (the socket already holds its gate and is in the room).
 pub async fn read<A: Adapter>(
     s: &SocketRef<A>,
     log: &dyn RecoveryLog,
     room: &UserRoom,
-    from: ClientOffset,
+    asked: Option<ClientOffset>,
 ) -> Replay {
-    let resumed = resume_within_bound(s, log, room, from.offset()).await;
+    let from = asked.as_ref().and_then(ClientOffset::offset);
+    let resumed = read_within_bound(s, log, room, from, None).await;
+    let (missed, head) = resumed.map_or((None, None), |r| (r.missed, Some(r.head)));
     Replay {
         room: room.clone(),
-        from,
-        resumed,
+        asked,
+        recovered: missed.is_some(),
+        missed: missed.unwrap_or_default(),
+        head,
+        lost: false,
     }
 }
 
-/// The log's answer within [`REPLAY_BOUND`]; `None` (counted, logged) when it has none.
-async fn resume_within_bound<A: Adapter>(
+/// The log's answer within [`REPLAY_BOUND`] ([`RecoveryLog::read`]); `None` (counted, logged)
+/// when it has none.
+pub async fn read_within_bound<A: Adapter>(
     s: &SocketRef<A>,
     log: &dyn RecoveryLog,
     room: &UserRoom,
     from: Option<Offset>,
+    lookback: Option<Duration>,
 ) -> Option<Resume> {
-    match tokio::time::timeout(REPLAY_BOUND, log.resume(room, from)).await {
+    match tokio::time::timeout(REPLAY_BOUND, log.read(room, from, lookback)).await {
         Ok(Ok(resumed)) => Some(resumed),
         Ok(Err(error)) => {
             metrics::redis_error("recovery_replay");
@@ -126,67 +152,56 @@ async fn resume_within_bound<A: Adapter>(
 
 impl Replay {
     /// Adds what was kept since the first read (the socket is connected now: the live feed
-    /// reaches its gate from here on). A socket that did not recover needs nothing more.
+    /// reaches its gate from here on). A socket the log did not answer for has nothing to add.
     pub async fn catch_up<A: Adapter>(mut self, s: &SocketRef<A>, log: &dyn RecoveryLog) -> Self {
-        let Some(Resume {
-            missed: Some(missed),
-            head,
-        }) = &self.resumed
-        else {
+        let Some(head) = self.head else {
             return self;
         };
-        let after = missed.last().map(|e| e.offset).or(self.from.offset());
-        let later = resume_within_bound(s, log, &self.room, after).await;
-        if let Some(Resume {
-            missed: Some(later),
-            head: later_head,
-        }) = later
-        {
-            let head = (*head).max(later_head);
-            if let Some(resumed) = &mut self.resumed {
-                resumed.missed.get_or_insert_with(Vec::new).extend(later);
-                resumed.head = head;
+        match read_within_bound(s, log, &self.room, Some(head), None).await {
+            Some(Resume {
+                missed: Some(later),
+                head: later_head,
+            }) => {
+                self.missed.extend(later);
+                self.head = Some(head.max(later_head));
             }
+            // Trimmed or gone between the two reads, or the log stopped answering.
+            _ => self.lost = true,
         }
         self
     }
 }
 
 /// Sends what was missed, then what arrived meanwhile, then `greet`s (`hello`) and opens the
-/// gate. `greet` is told whether the client's offset was still kept (`hello.recovered`) and
-/// the offset the client stands at now (`hello.offset`: `None` when the log did not answer),
-/// before any later event can reach the socket.
+/// gate. `greet` is told whether the client's offset was still kept (`hello.recovered`) and the
+/// offset the client stands at now (`hello.offset`: `None` when the log did not answer), before
+/// any later event can reach the socket; both `None` for a client that asked for nothing, whose
+/// `hello` stays the contract's (the gate knows where it stands all the same).
 pub fn finish<A: Adapter>(
     s: &SocketRef<A>,
     replay: Replay,
-    greet: impl FnOnce(bool, Option<Offset>),
+    greet: impl FnOnce(Option<bool>, Option<Offset>),
 ) {
     let Some(gate) = s.extensions.get::<Arc<Gate>>() else {
-        return greet(false, None);
+        return greet(None, None);
     };
-    let recovered = replay.recovered();
-    let (missed, head) = replay
-        .resumed
-        .map_or((None, None), |r| (r.missed, Some(r.head)));
-    let replayed = missed.as_ref().map_or(0, Vec::len);
+    let recovered = replay.asked.is_some().then_some(replay.recovered);
+    let replayed = replay.missed.len();
     gate.finish(
-        missed.unwrap_or_default(),
+        replay.missed,
+        replay.head,
         |entry| gate::send(s, entry),
-        // Sent entries and the head alike: the newer.
-        |last| {
-            greet(
-                recovered,
-                head.map(|head| last.map_or(head, |l| l.max(head))),
-            )
-        },
+        |stands_at| greet(recovered, stands_at.filter(|_| recovered.is_some())),
     );
-    metrics::recovery(
-        replay.room.ns,
-        recovered,
-        replay.from == ClientOffset::Empty,
-        replayed,
-    );
-    tracing::debug!(socket = %s.id, recovered, replayed, "replayed missed events");
+    if let Some(asked) = &replay.asked {
+        metrics::recovery(
+            replay.room.ns,
+            replay.recovered,
+            *asked == ClientOffset::Empty,
+            replayed,
+        );
+    }
+    tracing::debug!(socket = %s.id, ?recovered, replayed, "replayed missed events");
 }
 
 #[cfg(test)]

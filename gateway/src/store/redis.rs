@@ -69,6 +69,8 @@ impl RedisClients {
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
                 c.internal_command_timeout = Duration::from_secs(2);
+                // `CLIENT LIST` then names each connection's client (see `names`).
+                c.auto_client_setname = true;
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = COMMAND_TIMEOUT;
@@ -85,16 +87,13 @@ impl RedisClients {
         })
     }
 
-    /// Re-subscribes every sharded channel of the adapter, and of the recovery feed, after each
-    /// reconnect.
+    /// Re-subscribes every sharded channel of the adapter and of the offers after each
+    /// reconnect (the recovery feed restores its own, then catches its sockets up:
+    /// `realtime::feed`).
     pub fn restore_subscriptions_on_reconnect(&self, tasks: &Tasks) {
         tasks.spawn(
             "restore adapter channels",
             restore_shard_channels(self.adapter.clone(), "adapter"),
-        );
-        tasks.spawn(
-            "restore recovery channels",
-            restore_shard_channels(self.recovery.clone(), "recovery"),
         );
         tasks.spawn(
             "restore offers channels",
@@ -127,6 +126,19 @@ impl RedisClients {
                 last = Some((text, std::time::Instant::now()));
             }
         })
+    }
+
+    /// Each client's name, as `CLIENT LIST` shows it on every connection it opens, in the order
+    /// adapter, auth-events, commands, recovery, offers: which replica and which role a
+    /// connection is (logged at start-up).
+    pub fn names(&self) -> [&str; 5] {
+        [
+            self.adapter.id(),
+            self.auth_events.id(),
+            self.commands.id(),
+            self.recovery.id(),
+            self.offers.id(),
+        ]
     }
 
     /// Closes every connection (the drain's last step): nothing of the replica reaches Redis

@@ -301,6 +301,20 @@ pub fn recovery_feed_lagged(lost: u64) {
     counter!("gateway_adapter_messages_lost_total", "reason" => "recovery_lagged").increment(lost);
 }
 
+/// A socket that may have missed kept events after a hole in the feed, or while it connected:
+/// its transport was closed so it reconnects, not recovered.
+pub fn recovery_gap(ns: Namespace, reason: &'static str) {
+    counter!("gateway_recovery_gaps_total", "namespace" => namespace(ns), "reason" => reason)
+        .increment(1);
+}
+
+/// A connected socket caught up after a hole in the feed: `replayed` entries it had missed.
+pub fn recovery_caught_up(ns: Namespace, replayed: usize) {
+    counter!("gateway_recovery_catch_ups_total", "namespace" => namespace(ns)).increment(1);
+    counter!("gateway_recovery_replayed_total", "namespace" => namespace(ns))
+        .increment(replayed as u64);
+}
+
 /// A socket's replay (recovery.md); `first`: the client had no offset yet (`""`).
 pub fn recovery(ns: Namespace, recovered: bool, first: bool, replayed: usize) {
     let outcome = match (recovered, first) {

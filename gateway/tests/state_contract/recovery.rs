@@ -28,6 +28,8 @@ contract!(
     a_position_from_a_store_that_lost_its_data_is_refused,
     an_offset_older_than_the_window_is_refused_while_its_room_is_active,
     a_push_to_rooms_of_many_shards_is_kept_in_each_room,
+    a_catch_up_from_a_quiet_room_reads_what_followed_the_hole,
+    a_catch_up_across_a_store_that_lost_its_data_is_refused,
 );
 
 /// A log as a replica holds it, and what keeps it running (the memory log's feed).
@@ -240,5 +242,72 @@ async fn a_push_to_rooms_of_many_shards_is_kept_in_each_room(
         );
         assert_eq!(replayed(&log, r, offset).await?, Some(vec![]), "{}", r.room);
     }
+    Ok(())
+}
+
+/// What a connected socket standing at `from` catches up (the `n`s) after a hole that began at
+/// most `lookback` ago, or `None` when it cannot.
+async fn caught_up(
+    log: &Log,
+    room: &UserRoom,
+    from: Offset,
+    lookback: Duration,
+) -> Result<Option<Vec<Value>>, StateError> {
+    let Resume { missed, .. } = log.log.catch_up(room, from, lookback).await?;
+    Ok(missed.map(|m| m.into_iter().map(|e| e.data["n"].clone()).collect()))
+}
+
+async fn a_catch_up_from_a_quiet_room_reads_what_followed_the_hole(
+    world: World,
+) -> Result<(), StateError> {
+    let log = log(&world, 400, 10);
+    let a = room(&world, "a");
+    let old = append(&log, &a, 1).await?;
+    // The socket got 1, then its room was quiet for longer than the window.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(replayed(&log, &a, old).await?, None, "a reconnect: too old");
+    // A hole of the feed began 100 ms ago; 2 was kept during it.
+    append(&log, &a, 2).await?;
+    let lookback = Duration::from_millis(100);
+    assert_eq!(
+        caught_up(&log, &a, old, lookback).await?,
+        Some(vec![json!(2)])
+    );
+    // A recent offset reads after itself, as a resume does.
+    let recent = append(&log, &a, 3).await?;
+    append(&log, &a, 4).await?;
+    assert_eq!(
+        caught_up(&log, &a, recent, Duration::from_millis(300)).await?,
+        Some(vec![json!(4)])
+    );
+    Ok(())
+}
+
+async fn a_catch_up_across_a_store_that_lost_its_data_is_refused(
+    world: World,
+) -> Result<(), StateError> {
+    let before = log(&world, 60_000, 10);
+    let a = room(&world, "a");
+    let got = append(&before, &a, 1).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = match (&world.client, world.topology) {
+        (Some(client), Topology::Redis | Topology::Cluster) => {
+            let keys = Keys::new(&world.prefix);
+            let _: i64 = client.del(keys.recovery_stream(&a.room)).await?;
+            let _: i64 = client.del(keys.recovery_since(room_shard(&a.room))).await?;
+            before
+        }
+        _ => log(&world, 60_000, 10),
+    };
+    append(&after, &a, 2).await?;
+    // Whether 1 was followed by entries that were lost with the data cannot be told.
+    assert_eq!(
+        caught_up(&after, &a, got, Duration::from_millis(30)).await?,
+        None
+    );
+    assert_eq!(
+        caught_up(&after, &a, got, Duration::from_millis(10_000)).await?,
+        None
+    );
     Ok(())
 }

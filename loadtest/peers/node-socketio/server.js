@@ -527,7 +527,7 @@ function sameSecret(presented, expected) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Internal API: revoke and emit, cluster-wide through the adapter.
+// Internal API: revoke, emit and offer, cluster-wide through the adapter.
 
 const MAX_ID_CHARS = 256;
 const invalid = (message) => new ApiError('INVALID_PAYLOAD', message);
@@ -584,6 +584,35 @@ function emitRequest(body) {
   return { namespace: body.namespace, rooms, event, data: body.data ?? null };
 }
 
+/** A trip offer as dispatch sends it (the gateway's `POST /internal/v1/drivers/{id}/offers`). */
+function offerRequest(rawDriverId, body) {
+  requireObject(body);
+  const driverId = decodeURIComponent(rawDriverId);
+  const { offerId, tripId, expiresInMs } = body;
+  if (typeof offerId !== 'string' || offerId === '') throw invalid('offerId is required');
+  if (typeof tripId !== 'string' || tripId === '') throw invalid('tripId is required');
+  if (!Number.isInteger(expiresInMs) || expiresInMs < 1 || expiresInMs > 30000) {
+    throw invalid('expiresInMs must be an integer from 1 to 30000');
+  }
+  return { driverId, expiresInMs, payload: { offerId, tripId, expiresAt: new Date(Date.now() + expiresInMs).toISOString(), data: body.data ?? null } };
+}
+
+/**
+ * Node's natural offer: an acknowledged broadcast to the driver's room with the offer's expiry as
+ * its timeout, through the adapter; the first answer wins. No sockets: 404 at once; none answered
+ * in time: 504 (a socket that dropped mid-offer, or a driver between two connections, loses it).
+ */
+function offer(io, { driverId, expiresInMs, payload }) {
+  return new Promise((resolve) => {
+    io.of('/drivers').to(`driver:${driverId}`).timeout(expiresInMs).emit('trip:offer', payload, (err, responses) => {
+      const answers = responses ?? [];
+      if (answers.length > 0) resolve([200, { ok: true, delivered: true, response: answers[0] }]);
+      else if (err) resolve([504, { ok: false, delivered: false, error: { code: 'UNAVAILABLE', message: 'no answer from the driver within expiresInMs' } }]);
+      else resolve([404, { ok: false, delivered: false, error: { code: 'NOT_FOUND', message: 'the driver has no connected socket' } }]);
+    });
+  });
+}
+
 async function internalRoute(req, app) {
   const url = new URL(req.url, 'http://internal');
   if (url.pathname === '/livez' && req.method === 'GET') return [200, { ok: true }];
@@ -597,6 +626,10 @@ async function internalRoute(req, app) {
     const request = revokeRequest(revokePath[1], await readJson(req));
     revoke(live(app), request);
     return [200, { ok: true }];
+  }
+  const offerPath = /^\/internal\/v1\/drivers\/([^/]+)\/offers$/.exec(url.pathname);
+  if (req.method === 'POST' && offerPath) {
+    return offer(live(app), offerRequest(offerPath[1], await readJson(req)));
   }
   if (req.method === 'POST' && url.pathname === '/internal/v1/emit') {
     const { namespace, rooms, event, data } = emitRequest(await readJson(req));

@@ -2,7 +2,9 @@
 -- KEYS: the room's stream; its shard's since-key (when this Redis started keeping: a position
 -- given before it was given by a Redis that has since lost its data).
 -- ARGV: the client's offset ('' for none), max events, window (ms), the room's mark (the
--- sequence number of its positions, recovery::offset::room_mark).
+-- sequence number of its positions, recovery::offset::room_mark), and for a connected socket's
+-- catch-up the lookback (ms; '' otherwise): an offset older than now - lookback reads from the
+-- room's position then (recovery::log::catch_up_from).
 -- Returns {head, 0} when the offset is not kept, else {head, 1, offset, event, data, ...}: what
 -- the room received after it, oldest first. head: the newest entry's id, or the room's position
 -- now when it has none.
@@ -27,6 +29,12 @@ local function before(a, b)
 end
 
 local from = ARGV[1]
+if from ~= '' and ARGV[5] ~= '' then
+  local floor = now - tonumber(ARGV[5])
+  if tonumber(string.match(from, '^(%d+)%-')) < floor then
+    from = string.format('%.0f', floor) .. '-' .. ARGV[4]
+  end
+end
 local kept = false
 if from ~= '' then
   if #redis.call('XRANGE', KEYS[1], from, from) == 1 then

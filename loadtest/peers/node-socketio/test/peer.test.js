@@ -403,6 +403,24 @@ test('the internal API wants its bearer token and validates emit', async () => {
   assert.deepEqual(await pushed, { n: 1 });
 });
 
+test('an offer through peer B reaches the driver on peer A; answered 200, none 504, no socket 404', async () => {
+  const [peerA, peerB] = peers;
+  const token = sign({ sub: mover.id, sid: mover.sid });
+  const socket = client(peerA, '/drivers', { auth: { token } });
+  await hello(socket);
+  let answer = { accept: true };
+  socket.on('trip:offer', (offered, ack) => { if (answer) ack({ ...answer, offerId: offered.offerId }); });
+  const offerOf = (expiresInMs) => post(peerB, `/internal/v1/drivers/${mover.id}/offers`, { offerId: randomUUID(), tripId: 't1', expiresInMs });
+  const answered = await offerOf(2000);
+  assert.equal(answered.status, 200, JSON.stringify(answered.body));
+  assert.equal(answered.body.response.accept, true);
+  answer = null;
+  assert.equal((await offerOf(300)).status, 504);
+  socket.close();
+  const gone = await post(peerB, `/internal/v1/drivers/${randomUUID()}/offers`, { offerId: randomUUID(), tripId: 't1', expiresInMs: 1000 });
+  assert.equal(gone.status, 404);
+});
+
 test('a revocation sent to peer B disconnects the session on peer A and notifies the other session', async () => {
   const [peerA, peerB] = peers;
   const [revokedSid, otherSid] = driver.sids;
