@@ -1,8 +1,10 @@
 // Churn (recovery issue, item 5): passengers whose connections drop every 5-15 s while pushes
 // flow to them at a steady rate, through three replicas; every client is the official
-// socket.io-client, reconnecting by itself. Four variants, one after the other: the gateway with
-// recovery (auth.offset, '' before the first hello gives one) and without (RECOVERY_WINDOW_MS=0), Node's Socket.IO peer with its Redis
-// adapter, and the peer with connection state recovery over @socket.io/redis-streams-adapter.
+// socket.io-client, reconnecting by itself. Five variants, one after the other: the gateway with
+// recovery (auth.offset, '' before the first hello gives one), the gateway with the stock client
+// and no app code (its pid), the gateway without recovery (RECOVERY_WINDOW_MS=0), Node's Socket.IO
+// peer with its Redis adapter, and the peer with connection state recovery over
+// @socket.io/redis-streams-adapter.
 // Measures the delivery ratio of accepted pushes, duplicates, and the reconnect time (drop to
 // `hello`). Writes loadtest/results/churn.json and prints a Markdown table.
 //   node loadtest/bench.d/churn.mjs     (PASSENGERS=300, RATE=100 pushes/s, SECS=120, VARIANTS=a,b
@@ -24,6 +26,8 @@ const SECS = Number(process.env.SECS ?? 120);
 
 const variants = {
   'gateway, recovery on': { command: [GATEWAY, 'serve'], env: { RUST_LOG: 'warn,gateway::app=info', HANDSHAKE_RATE_PER_USER: '0' } },
+  // No app code: the stock client's own connection state recovery (pid and the last offset).
+  'gateway, stock client (pid, no app code)': { command: [GATEWAY, 'serve'], env: { RUST_LOG: 'warn,gateway::app=info', HANDSHAKE_RATE_PER_USER: '0' }, stock: true },
   'gateway, recovery off': { command: [GATEWAY, 'serve'], env: { RUST_LOG: 'warn,gateway::app=info', HANDSHAKE_RATE_PER_USER: '0', RECOVERY_WINDOW_MS: '0' } },
   'peer, Redis adapter': { command: ['node', PEER], env: {} },
   'peer, connection state recovery (redis-streams-adapter)': { command: ['node', PEER], env: { PEER_RECOVERY: 'streams' } },
@@ -35,7 +39,7 @@ const percentile = (values, p) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 };
 
-async function run(name, { command, env }, users, db) {
+async function run(name, { command, env, stock }, users, db) {
   const prefix = `churn-${Date.now()}`;
   const replicas = [];
   for (let i = 0; i < 3; i++) {
@@ -50,7 +54,7 @@ async function run(name, { command, env }, users, db) {
       reconnectionDelayMax: 1000,
       // The gateway's clients follow docs/events.md: '' until hello gives them an offset. The
       // peer's client must not send one of its own (socket.io-client sends its pid and offset).
-      auth: (cb) => cb({ token: u.token, ...(gateway ? { offset: c.lastOffset ?? '' } : c.lastOffset ? { offset: c.lastOffset } : {}) }),
+      auth: (cb) => cb(stock ? { token: u.token } : { token: u.token, ...(gateway ? { offset: c.lastOffset ?? '' } : c.lastOffset ? { offset: c.lastOffset } : {}) }),
     });
     c.socket.on('promo:offer', (data, offset) => {
       if (typeof offset === 'string') c.lastOffset = offset;

@@ -175,7 +175,14 @@ MORE = [
      "rates, on one Redis and on a local Redis Cluster of three masters."),
     ("churn", "Churn: passengers dropping every 5-15 s while pushes flow",
      "The official socket.io-client reconnecting by itself through three replicas: the gateway with recovery "
-     "(`auth.offset`) and without, the peer, and the peer with Socket.IO's connection state recovery."),
+     "(`auth.offset`), with the stock client and no app code (its `pid`), and without, the peer, and the peer with "
+     "Socket.IO's connection state recovery."),
+    ("mobile", "Mobile networks: offers to drivers dropping every 5-15 s, and a Redis restart under pushes",
+     "The official socket.io-client reconnecting by itself through three replicas, the gateway against the peer "
+     "(Node's natural offer: `timeout(expiresInMs).emit(..., ack)` to the driver's room). Offers: every driver's app "
+     "runs throughout and answers after 0.5-3 s, so every offer's driver is present; an offer seen again is answered "
+     "at once (idempotent by `offerId`). Restart: passengers stay connected while Redis shuts down, saving its data, "
+     "and comes back."),
     ("roll", "Rolling update: one replica drained under load",
      "Three replicas holding drivers, one sent SIGTERM as Kubernetes does; the old behaviour (every socket dropped "
      "at once) against the defaults (disconnects spread over `DRAIN_SPREAD_MS`)."),
