@@ -1,0 +1,63 @@
+// One replica cut off from Redis while the others are fine (issue 24, item 2, first part): Redis
+// runs in a network namespace of its own and each replica reaches it over its own link
+// (testkit/faults.js); replica A's link is cut, so its connections hang as in a partition
+// (nothing is refused or reset). A keeps answering its own sockets, within the client's timeout,
+// with UNAVAILABLE where Redis is needed; B is untouched; once the link heals A serves again.
+// The partition here is shorter than NODE_TTL_MS: what a longer one does to A's drivers (their
+// lease lapses, the others reap them) is the next part of the issue.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  createDatabase, createIdentity, startReplica, connectAs, ask, eventually,
+} from '../../testkit/harness.js';
+import { isolatedRedis } from '../../testkit/faults.js';
+
+/** A driver on `replica` that reported a position and went ONLINE. */
+async function onlineDriver(db, replica) {
+  const id = await createIdentity(db, 'DRIVER');
+  const socket = await connectAs(replica, '/drivers', id.token);
+  assert.equal((await ask(socket, 'driver:location', { lat: 48.85, lng: 2.35 })).ok, true);
+  assert.equal((await ask(socket, 'driver:status', { status: 'ONLINE' })).ok, true);
+  return { ...id, socket };
+}
+
+test('a replica cut off from Redis answers its sockets with UNAVAILABLE within a second, the others serve, and it serves again once the link heals', async () => {
+  const db = await createDatabase();
+  const redis = await isolatedRedis({ links: 2 });
+  const prefix = `e2e-${randomBytes(5).toString('hex')}`;
+  const env = { NODE_TTL_MS: '10000' };
+  const replicas = [];
+  try {
+    for (const [i, url] of redis.urls.entries()) {
+      replicas.push(await startReplica({ db, redis: url, prefix, nodeId: `${'ab'[i]}-${prefix.slice(4)}`, env }));
+    }
+    const [A, B] = replicas;
+    const onA = await onlineDriver(db, A);
+    const onB = await onlineDriver(db, B);
+
+    await redis.links[0].cut();
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now();
+      const ack = await ask(onA.socket, 'driver:location', { lat: 48.86, lng: 2.35 }, 3000);
+      const ms = Date.now() - started;
+      assert.equal(ack.error?.code, 'UNAVAILABLE', JSON.stringify(ack));
+      assert.ok(ms < 1000, `answered after ${ms} ms, within a second`);
+    }
+    assert.equal((await ask(onB.socket, 'driver:location', { lat: 48.87, lng: 2.35 })).ok, true, 'B is untouched');
+    const ready = await fetch(`${A.internalUrl}/readyz`);
+    const body = await ready.json();
+    assert.equal(body.checks.redis.ok, false, `A's readiness names Redis as down: ${JSON.stringify(body)}`);
+
+    await redis.links[0].heal();
+    await eventually(async () => (await ask(onA.socket, 'driver:location', { lat: 48.88, lng: 2.35 }, 3000)).ok, 15000, 200,
+      'A to serve again once its link healed');
+    assert.equal(onA.socket.connected && onB.socket.connected, true, 'no socket was dropped');
+    onA.socket.close();
+    onB.socket.close();
+  } finally {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await redis.stop();
+    await db.drop();
+  }
+});
