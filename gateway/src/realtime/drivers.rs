@@ -45,7 +45,7 @@ pub async fn status<A: Adapter>(
 ) -> Result<Reply, EventError> {
     let status = validate::driver_status(payload)?;
     let at = now_rfc3339();
-    let previous = svc.state.set_status(driver, status, &at).await?;
+    let previous = svc.presence.set_status(driver, status, &at).await?;
     if previous.unwrap_or(DriverStatus::Offline) != status {
         let change = DriverStatusChanged {
             driver_id: driver.to_owned(),

@@ -4,10 +4,13 @@
 //!
 //! The replica's own sockets are the truth; the state store holds a copy. The copy goes stale when
 //! a presence change cannot be written (Redis down or not answering), when another replica reaped
-//! this one's lapsed lease during a long outage, or when Redis came back empty. Each of these
-//! marks presence for re-assertion: the next lease renewal that succeeds replaces this replica's
-//! drivers in the store with the ones it holds, so every connected driver is reachable again
-//! within a renewal period and one who left during the outage starts the grace.
+//! this one's lapsed lease during a long outage or a partition, or when Redis came back empty.
+//! Each of these marks presence for re-assertion: the next lease renewal that succeeds replaces
+//! this replica's drivers in the store with the ones it holds, so every connected driver is
+//! reachable again within a renewal period and one who left during the outage starts the grace.
+//! When the lease itself was gone (reaped: its drivers were turned OFFLINE, as dispatch could not
+//! reach them; or Redis lost it), each connected driver also gets back the status it last set
+//! through this replica: a partition must not leave a connected driver OFFLINE.
 
 use std::{
     collections::HashMap,
@@ -18,13 +21,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::events::{DRIVER_STATUS_CHANGED, DriverStatusChanged};
+use shared::events::{DRIVER_STATUS_CHANGED, DriverStatus, DriverStatusChanged};
 use tokio::sync::{Mutex as AsyncMutex, RwLock};
 
 use super::deliver::Recipient;
-use super::io::{Delivery, Io};
+use super::io::Delivery;
 use crate::{
-    state::{NodeStats, StateEngine, memory::SWEEP_EVERY},
+    clock::now_rfc3339,
+    state::{NodeStats, StateEngine, StateError, memory::SWEEP_EVERY},
     telemetry::metrics,
 };
 
@@ -37,8 +41,12 @@ const OPEN_BOUND: Duration = Duration::from_millis(250);
 pub struct LocalPresence {
     state: Arc<dyn StateEngine>,
     drivers: Mutex<HashMap<String, Arc<AsyncMutex<usize>>>>,
+    /// The status each driver held here last set (and the store took), restored after a reap.
+    statuses: Mutex<HashMap<String, DriverStatus>>,
     /// Set when the store's copy may differ from `drivers`.
     stale: AtomicBool,
+    /// Set when the lease was gone, until every held driver's status is restored.
+    restore_pending: AtomicBool,
     /// Opens and closes share it; a re-assertion takes it alone, so no change slips between its
     /// snapshot and its write.
     resync: RwLock<()>,
@@ -49,13 +57,33 @@ impl LocalPresence {
         Self {
             state,
             drivers: Mutex::default(),
+            statuses: Mutex::default(),
             stale: AtomicBool::new(false),
+            restore_pending: AtomicBool::new(false),
             resync: RwLock::new(()),
         }
     }
 
     fn drivers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<usize>>>> {
         self.drivers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn statuses(&self) -> std::sync::MutexGuard<'_, HashMap<String, DriverStatus>> {
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A driver's `driver:status`: stored, and remembered for a restore after a reap. Under the
+    /// re-assertion's lock, so a restore never writes over a newer choice.
+    pub async fn set_status(
+        &self,
+        driver: &str,
+        status: DriverStatus,
+        at: &str,
+    ) -> Result<Option<DriverStatus>, StateError> {
+        let _shared = self.resync.read().await;
+        let previous = self.state.set_status(driver, status, at).await?;
+        self.statuses().insert(driver.to_owned(), status);
+        Ok(previous)
     }
 
     fn counter(&self, driver: &str) -> Arc<AsyncMutex<usize>> {
@@ -94,6 +122,7 @@ impl LocalPresence {
                 .is_some_and(|c| Arc::ptr_eq(c, &counter) && Arc::strong_count(c) == 2)
             {
                 drivers.remove(driver);
+                self.statuses().remove(driver);
             }
         }
     }
@@ -108,9 +137,14 @@ impl LocalPresence {
         );
     }
 
-    /// Writes this replica's drivers over the store's copy when it may be stale (or `force`).
-    async fn reassert(&self, force: bool) {
-        if !force && !self.stale.load(Ordering::SeqCst) {
+    /// Writes this replica's drivers over the store's copy when it may be stale; when the lease
+    /// was gone (`lease_lost`), gives each of them back the status it last set here.
+    async fn reassert(&self, lease_lost: bool, delivery: &Delivery) {
+        if lease_lost {
+            self.restore_pending.store(true, Ordering::SeqCst);
+        }
+        let restore = self.restore_pending.load(Ordering::SeqCst);
+        if !restore && !self.stale.load(Ordering::SeqCst) {
             return;
         }
         let _alone = self.resync.write().await;
@@ -129,8 +163,53 @@ impl LocalPresence {
                 self.stale.store(true, Ordering::SeqCst);
                 metrics::redis_error("presence_resync");
                 tracing::warn!(%error, "presence not re-asserted; retrying");
+                return;
             }
         }
+        if restore {
+            self.restore_statuses(&held, delivery).await;
+        }
+    }
+
+    /// Sets each held driver's last status again (a reap turned it OFFLINE, or Redis lost it),
+    /// and tells the admins of each change, as the reap did.
+    async fn restore_statuses(&self, held: &[String], delivery: &Delivery) {
+        let known: Vec<(String, DriverStatus)> = {
+            let statuses = self.statuses();
+            held.iter()
+                .filter_map(|d| statuses.get(d).map(|s| (d.clone(), *s)))
+                .filter(|(_, status)| *status != DriverStatus::Offline)
+                .collect()
+        };
+        self.restore_pending.store(false, Ordering::SeqCst);
+        let mut restored = 0usize;
+        for (driver, status) in known {
+            let at = now_rfc3339();
+            match self.state.set_status(&driver, status, &at).await {
+                Ok(previous) if previous != Some(status) => {
+                    restored += 1;
+                    let change = DriverStatusChanged {
+                        driver_id: driver,
+                        status,
+                        at,
+                    };
+                    let _ = delivery
+                        .send(&Recipient::Admins, DRIVER_STATUS_CHANGED, &change)
+                        .await;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // The next renewal tries again.
+                    self.restore_pending.store(true, Ordering::SeqCst);
+                    metrics::redis_error("status_restore");
+                    tracing::warn!(%error, driver, "driver status not restored; retrying");
+                }
+            }
+        }
+        tracing::info!(
+            restored,
+            "driver statuses restored after the lease was lost"
+        );
     }
 }
 
@@ -158,7 +237,7 @@ pub async fn upkeep(
             .last_renewal
             .is_none_or(|t| t.elapsed() >= renew_every)
         {
-            lease.renew(&presence, &delivery.io).await;
+            lease.renew(&presence, &delivery).await;
         }
         let reap_lapsed = lease
             .in_contact_since
@@ -199,8 +278,8 @@ struct Lease {
 impl Lease {
     /// Renews the lease with this replica's socket counts; re-asserts presence when the store
     /// had lost track of it.
-    async fn renew(&mut self, presence: &LocalPresence, io: &Io) {
-        let (drivers, passengers, admin) = io.local_counts();
+    async fn renew(&mut self, presence: &LocalPresence, delivery: &Delivery) {
+        let (drivers, passengers, admin) = delivery.io.local_counts();
         let stats = NodeStats {
             node_id: self.node_id.clone(),
             drivers,
@@ -216,7 +295,7 @@ impl Lease {
                     );
                 }
                 self.last_renewal = Some(Instant::now());
-                presence.reassert(!was_live).await;
+                presence.reassert(!was_live, delivery).await;
             }
             Err(error) => {
                 self.in_contact_since = None;

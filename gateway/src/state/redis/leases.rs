@@ -28,8 +28,12 @@ impl LeaseStore for RedisState {
             .and_then(text)
             .and_then(|e| e.parse().ok())
             .ok_or_else(|| StateError::Data("renew_lease answered without an epoch".into()))?;
-        self.epoch.store(epoch, Ordering::SeqCst);
-        Ok(reply.first().and_then(Value::as_i64) == Some(1))
+        // A renewal whose answer never arrived (timed out here, delivered when a partition
+        // healed) may have found the lease lapsed and started a new epoch: the lease was lost
+        // all the same, though this renewal finds it live.
+        let known = self.epoch.swap(epoch, Ordering::SeqCst);
+        let live = reply.first().and_then(Value::as_i64) == Some(1);
+        Ok(live && (known == 0 || known == epoch))
     }
 
     async fn live_nodes(&self) -> Result<Vec<NodeStats>, StateError> {

@@ -218,6 +218,12 @@ impl RedisState {
 
     /// `node` no longer holds `drivers` (only entries of `max_epoch` or older, when given); the
     /// drivers now held by no replica start their grace from `start` (`None`: now).
+    ///
+    /// The grace is written first, for every driver released: the two writes are two scripts
+    /// (the pending set and the presence hashes are in different slots), and in the other order
+    /// a reader between them found a driver neither present nor in grace (`is_reachable`: an
+    /// offer answered 404 to a driver who had just closed one socket). A driver still held
+    /// elsewhere keeps a harmless entry: its expiry finds it present and changes nothing.
     async fn release_presence(
         &self,
         node: &str,
@@ -226,20 +232,7 @@ impl RedisState {
         start: Option<&str>,
         keep_earlier_deadline: bool,
     ) -> Result<(), StateError> {
-        let free: Vec<String> = self
-            .per_shard(
-                &self.scripts.presence_release,
-                drivers,
-                |d| d,
-                |d| vec![self.keys.presence(d)],
-                vec![node.to_owned(), max_epoch.to_owned()],
-                |d| Some(d.clone()),
-            )
-            .await?
-            .into_iter()
-            .flat_map(strings)
-            .collect();
-        if free.is_empty() {
+        if drivers.is_empty() {
             return Ok(());
         }
         let mut args = vec![
@@ -247,11 +240,20 @@ impl RedisState {
             start.unwrap_or_default().to_owned(),
             if keep_earlier_deadline { "NX" } else { "" }.to_owned(),
         ];
-        args.extend(free);
+        args.extend(drivers.iter().cloned());
         self.run(
             &self.scripts.pending_add,
             vec![self.keys.presence_pending()],
             args,
+        )
+        .await?;
+        self.per_shard(
+            &self.scripts.presence_release,
+            drivers,
+            |d| d,
+            |d| vec![self.keys.presence(d)],
+            vec![node.to_owned(), max_epoch.to_owned()],
+            |d| Some(d.clone()),
         )
         .await?;
         Ok(())
