@@ -246,6 +246,17 @@ export async function startCluster(db, n = 3, opts = {}) {
 }
 
 /** A socket.io-client socket that does not reconnect unless asked. */
+/** The stock client's own reconnection, quickened: what an app does after its transport closes. */
+export const RECONNECTING = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
+
+/**
+ * Resolves once `socket` is connected again after a close (its CONNECT answered: what is kept
+ * from then on reaches it), with whether it recovered. Call it before the close.
+ */
+export function reconnected(socket) {
+  return new Promise((resolve) => socket.once('connect', () => resolve(socket.recovered)));
+}
+
 export function client(baseUrl, nsp, opts = {}) {
   return io(baseUrl + nsp, { forceNew: true, reconnection: false, ...opts });
 }

@@ -43,7 +43,7 @@ function listenFree(port) {
   });
 }
 
-async function until(probe, ms, what) {
+async function until(probe, ms, what, every = 100) {
   const deadline = Date.now() + ms;
   for (;;) {
     if (await probe().catch((error) => {
@@ -51,7 +51,7 @@ async function until(probe, ms, what) {
       return false;
     })) return;
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, every));
   }
 }
 
@@ -121,6 +121,26 @@ export async function startRedisCluster({ masters = 3, replicas = 0, nodeTimeout
       return lines
         .filter((l) => l.includes('master') && !l.includes('fail'))
         .map((l) => Number(l.split(' ')[1].split('@')[0].split(':')[1]));
+    },
+    /**
+     * Resolves once the replica of master `port` is online and at most `behind` bytes behind it
+     * (replication is async: what the replica has not got is what a failover loses).
+     */
+    async replicated(port, { behind = 0, ms = 10000 } = {}) {
+      await until(async () => {
+        const info = await cli(port, ['INFO', 'replication']);
+        const master = Number(/master_repl_offset:(\d+)/.exec(info)[1]);
+        const replica = /slave0:.*state=online,offset=(\d+)/.exec(info);
+        return replica && master - Number(replica[1]) <= behind;
+      }, ms, `the replica of ${port} to be online and at most ${behind} bytes behind`, 50);
+    },
+    /** Resolves once another node serves the killed master `victim`'s slots and every running node says ok. */
+    async failedOver(victim, ms = 30000) {
+      await until(async () => {
+        const now = await this.masters();
+        return now.length === masters && !now.includes(victim);
+      }, ms, `a replica to take over the killed master ${victim}`, 50);
+      await this.healthy(ms);
     },
     async stop() {
       for (const { child } of nodes) {

@@ -23,17 +23,31 @@ async function onlineDriver(db, replica) {
   return { ...id, socket };
 }
 
-test('a replica cut off from Redis answers its sockets with UNAVAILABLE within a second, the others serve, and it serves again once the link heals', async () => {
+/**
+ * Two replicas A and B, each reaching a Redis of its own namespace over its own link
+ * (`redis.links[0]` is A's), on a fresh database: `run({ db, redis, A, B })`, then everything
+ * stopped and removed, whatever happened.
+ */
+async function onTwoReplicas(env, run) {
   const db = await createDatabase();
   const redis = await isolatedRedis({ links: 2 });
   const prefix = `e2e-${randomBytes(5).toString('hex')}`;
-  const env = { NODE_TTL_MS: '10000' };
   const replicas = [];
   try {
     for (const [i, url] of redis.urls.entries()) {
       replicas.push(await startReplica({ db, redis: url, prefix, nodeId: `${'ab'[i]}-${prefix.slice(4)}`, env }));
     }
     const [A, B] = replicas;
+    await run({ db, redis, A, B });
+  } finally {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await redis.stop();
+    await db.drop();
+  }
+}
+
+test('a replica cut off from Redis answers its sockets with UNAVAILABLE within a second, the others serve, and it serves again once the link heals', async () => {
+  await onTwoReplicas({ NODE_TTL_MS: '10000' }, async ({ db, redis, A, B }) => {
     const onA = await onlineDriver(db, A);
     const onB = await onlineDriver(db, B);
 
@@ -56,24 +70,11 @@ test('a replica cut off from Redis answers its sockets with UNAVAILABLE within a
     assert.equal(onA.socket.connected && onB.socket.connected, true, 'no socket was dropped');
     onA.socket.close();
     onB.socket.close();
-  } finally {
-    await Promise.all(replicas.map((r) => r.stop()));
-    await redis.stop();
-    await db.drop();
-  }
+  });
 });
 
 test('a replica cut off from Redis for longer than NODE_TTL_MS: its drivers are OFFLINE for dispatch meanwhile, and ONLINE again at their position within seconds of the heal', async () => {
-  const db = await createDatabase();
-  const redis = await isolatedRedis({ links: 2 });
-  const prefix = `e2e-${randomBytes(5).toString('hex')}`;
-  const env = { NODE_TTL_MS: '2000', PRESENCE_GRACE_MS: '1000' };
-  const replicas = [];
-  try {
-    for (const [i, url] of redis.urls.entries()) {
-      replicas.push(await startReplica({ db, redis: url, prefix, nodeId: `${'ab'[i]}-${prefix.slice(4)}`, env }));
-    }
-    const [A, B] = replicas;
+  await onTwoReplicas({ NODE_TTL_MS: '2000', PRESENCE_GRACE_MS: '1000' }, async ({ db, redis, A, B }) => {
     const onA = await onlineDriver(db, A);
     const admin = await connectAs(B, '/admin', (await createIdentity(db, 'ADMIN')).token);
     const changes = record(admin, 'driver:status_changed');
@@ -100,9 +101,5 @@ test('a replica cut off from Redis for longer than NODE_TTL_MS: its drivers are 
     assert.ok(ms < 10000, `ONLINE again ${ms} ms after the heal`);
     onA.socket.close();
     admin.close();
-  } finally {
-    await Promise.all(replicas.map((r) => r.stop()));
-    await redis.stop();
-    await db.drop();
-  }
+  });
 });

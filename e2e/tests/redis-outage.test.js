@@ -12,23 +12,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
   createDatabase, createIdentity, startCluster, startRedis, connectAs, ask, record, disconnected,
-  internalPost, eventually, nextEvent, within, sign, redisCli,
+  internalPost, eventually, nextEvent, within, sign, redisCli, RECONNECTING, reconnected,
 } from '../../testkit/harness.js';
 
 const NODE_TTL_MS = 2000;
 const GRACE_MS = 2000;
 const REVALIDATE_MS = 3000;
-/** The stock client's reconnection, quickened: what a real app does after a transport close. */
-const reconnecting = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
-
-/**
- * Resolves once `socket` is connected again after a close (its CONNECT answered: what is kept
- * from then on reaches it), with whether it recovered.
- */
-function reconnected(socket) {
-  return new Promise((resolve) => socket.once('connect', () => resolve(socket.recovered)));
-}
-
 const env = {
   NODE_TTL_MS: String(NODE_TTL_MS),
   PRESENCE_GRACE_MS: String(GRACE_MS),
@@ -38,7 +27,7 @@ const env = {
 /** A driver on `replica`, ONLINE with a position, whose app accepts every offer. */
 async function availableDriver(db, replica) {
   const id = await createIdentity(db, 'DRIVER');
-  const socket = await connectAs(replica, '/drivers', id.token, reconnecting);
+  const socket = await connectAs(replica, '/drivers', id.token, RECONNECTING);
   socket.on('trip:offer', (_offer, answer) => answer({ accept: true }));
   try {
     await ask(socket, 'driver:location', { lat: 48.85, lng: 2.35 });
@@ -81,9 +70,9 @@ test('Redis frozen or down: events answer UNAVAILABLE well under a second, hands
   const cluster = await startCluster(db, 2, { redis: redis.url, env });
   const [A, B] = cluster.replicas;
   try {
-    const driver = await connectAs(A, '/drivers', (await createIdentity(db, 'DRIVER')).token, reconnecting);
+    const driver = await connectAs(A, '/drivers', (await createIdentity(db, 'DRIVER')).token, RECONNECTING);
     const passenger = await createIdentity(db, 'PASSENGER');
-    const onA = await connectAs(A, '/passengers', passenger.token, reconnecting);
+    const onA = await connectAs(A, '/passengers', passenger.token, RECONNECTING);
     const drops = [];
     for (const s of [driver, onA]) s.on('disconnect', (reason) => drops.push(reason));
 
@@ -161,7 +150,7 @@ test('Redis restarted empty: every connected driver is reachable again within se
     const joining = await availableDriver(db, B).catch(async () => {
       // Its status cannot be stored while Redis is down; connecting is what matters here.
       const id = await createIdentity(db, 'DRIVER');
-      const socket = await connectAs(B, '/drivers', id.token, reconnecting);
+      const socket = await connectAs(B, '/drivers', id.token, RECONNECTING);
       socket.on('trip:offer', (_offer, answer) => answer({ accept: true }));
       return { ...id, socket };
     });
@@ -234,8 +223,8 @@ test('a revocation sent while Redis is down is enforced by re-validation, and it
     const user = await createIdentity(db, 'PASSENGER');
     const other = sign({ sub: user.userId, sid: await db.session(user.userId) });
     const revoked = await connectAs(A, '/passengers', user.token);
-    const sameReplica = await connectAs(A, '/passengers', other, reconnecting);
-    const elsewhere = await connectAs(C, '/passengers', other, reconnecting);
+    const sameReplica = await connectAs(A, '/passengers', other, RECONNECTING);
+    const elsewhere = await connectAs(C, '/passengers', other, RECONNECTING);
     const noticesA = record(sameReplica, 'auth:session_revoked');
     const noticesC = record(elsewhere, 'auth:session_revoked');
 

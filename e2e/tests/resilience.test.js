@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import assert from 'node:assert/strict';
 import {
   createDatabase, createIdentity, startCluster, startReplica, startRedis, connectAs, disconnected,
-  internalPost, redisCli, freePort, within,
+  internalPost, redisCli, freePort, within, RECONNECTING, reconnected,
 } from '../../testkit/harness.js';
 
 test('after a Redis restart, revocations still reach every replica', async () => {
@@ -16,10 +16,9 @@ test('after a Redis restart, revocations still reach every replica', async () =>
     const u = await createIdentity(db, 'DRIVER');
     // Reconnecting as the stock client does: Redis comes back empty, so what was kept for them is
     // gone and the gateway closes their transports (redis-blip.test.js).
-    const reconnecting = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
-    const onA = await connectAs(A, '/drivers', u.token, { transports: ['websocket'], ...reconnecting });
-    const onC = await connectAs(C, '/drivers', u.token, { transports: ['polling'], ...reconnecting });
-    const back = [onA, onC].map((s) => new Promise((resolve) => s.once('connect', () => resolve(s.recovered))));
+    const onA = await connectAs(A, '/drivers', u.token, { transports: ['websocket'], ...RECONNECTING });
+    const onC = await connectAs(C, '/drivers', u.token, { transports: ['polling'], ...RECONNECTING });
+    const back = [onA, onC].map(reconnected);
 
     const marks = cluster.replicas.map((r) => r.logs.length);
     await redis.stop();

@@ -9,7 +9,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   MODES, createDatabase, createIdentity, startDeployment, startCluster, internalPost, within,
-  record, connectOk, client,
+  record, connectOk, client, RECONNECTING,
 } from '../../testkit/harness.js';
 
 const push = (replica, userId, n) => internalPost(replica, '/internal/v1/emit', {
@@ -18,12 +18,7 @@ const push = (replica, userId, n) => internalPost(replica, '/internal/v1/emit', 
 
 /** A stock client (reconnection on, no app code for recovery) greeted on `replica`. */
 async function stockClient(replica, token) {
-  const socket = client(replica.url, '/passengers', {
-    auth: { token },
-    reconnection: true,
-    reconnectionDelay: 100,
-    reconnectionDelayMax: 200,
-  });
+  const socket = client(replica.url, '/passengers', { auth: { token }, ...RECONNECTING });
   const promos = record(socket, 'promo:offer');
   await within(connectOk(socket), 10000, `hello from ${replica.nodeId}`);
   return { socket, promos };

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::{io::Io, notices::RevocationNotices, resync::Resync};
 use crate::{
     recovery::{Entry, Published},
-    store::redis::listen_shards,
+    store::redis::{listen_shards, ssubscribe_each},
     tasks::Tasks,
     telemetry::metrics,
 };
@@ -158,12 +158,7 @@ async fn resync_on_holes(
 /// that did not happen within [`RESUBSCRIBE_ATTEMPTS`].
 async fn resubscribe(channels: &Channels, heard: &mut mpsc::UnboundedReceiver<String>) -> bool {
     for attempt in 1..=RESUBSCRIBE_ATTEMPTS {
-        // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
-        for channel in &channels.names {
-            if let Err(error) = channels.listener.ssubscribe(channel.clone()).await {
-                tracing::warn!(%error, %channel, attempt, "cannot restore a recovery channel");
-            }
-        }
+        ssubscribe_each(&channels.listener, &channels.names, "recovery").await;
         if markers_heard(channels, heard).await {
             return true;
         }

@@ -185,23 +185,35 @@ impl RedisClients {
 async fn restore_shard_channels(client: SubscriberClient, what: &'static str) {
     let mut reconnects = client.reconnect_rx();
     while reconnects.recv().await.is_ok() {
-        let channels = client.tracked_shard_channels();
-        let mut restored = 0usize;
-        // One at a time: a multi-channel SSUBSCRIBE restored only some channels.
-        for channel in &channels {
-            match client.ssubscribe(channel.to_string()).await {
-                Ok(()) => restored += 1,
-                Err(error) => {
-                    tracing::warn!(%error, channel = %channel, what, "cannot restore a channel")
-                }
-            }
-        }
+        let channels: Vec<String> = client
+            .tracked_shard_channels()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let restored = ssubscribe_each(&client, &channels, what).await;
         tracing::info!(
             restored,
             total = channels.len(),
             "redis reconnected, {what} channels restored"
         );
     }
+}
+
+/// Subscribes `client` to each shard channel again, one at a time (a multi-channel SSUBSCRIBE
+/// restored only some channels); logs each that fails (`what` names them). How many succeeded.
+pub async fn ssubscribe_each(
+    client: &SubscriberClient,
+    channels: &[String],
+    what: &'static str,
+) -> usize {
+    let mut restored = 0usize;
+    for channel in channels {
+        match client.ssubscribe(channel.clone()).await {
+            Ok(()) => restored += 1,
+            Err(error) => tracing::warn!(%error, %channel, what, "cannot restore a channel"),
+        }
+    }
+    restored
 }
 
 /// Subscribes `client` to the shard `channels` (the receiver taken first, so no message falls in

@@ -163,6 +163,22 @@ async fn a_position_out_of_the_window_is_refused(world: World) -> Result<(), Sta
     Ok(())
 }
 
+/// The log of `before` after its store lost what it kept of `room`: Redis restarted empty (this
+/// test's keys deleted), or the single replica restarted (a new memory log).
+async fn lose_data(world: &World, before: Log, room: &UserRoom) -> Result<Log, StateError> {
+    match (&world.client, world.topology) {
+        (Some(client), Topology::Redis | Topology::Cluster) => {
+            let keys = Keys::new(&world.prefix);
+            let _: i64 = client.del(keys.recovery_stream(&room.room)).await?;
+            let _: i64 = client
+                .del(keys.recovery_since(room_shard(&room.room)))
+                .await?;
+            Ok(before)
+        }
+        _ => Ok(log(world, 60_000, 10)),
+    }
+}
+
 async fn a_position_from_a_store_that_lost_its_data_is_refused(
     world: World,
 ) -> Result<(), StateError> {
@@ -171,16 +187,7 @@ async fn a_position_from_a_store_that_lost_its_data_is_refused(
     let position = before.log.resume(&a, None).await?.head;
     append(&before, &a, 1).await?;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    // Redis restarted empty (this test's keys deleted), or the single replica restarted.
-    let after = match (&world.client, world.topology) {
-        (Some(client), Topology::Redis | Topology::Cluster) => {
-            let keys = Keys::new(&world.prefix);
-            let _: i64 = client.del(keys.recovery_stream(&a.room)).await?;
-            let _: i64 = client.del(keys.recovery_since(room_shard(&a.room))).await?;
-            before
-        }
-        _ => log(&world, 60_000, 10),
-    };
+    let after = lose_data(&world, before, &a).await?;
     append(&after, &a, 2).await?;
     assert_eq!(replayed(&after, &a, position).await?, None, "1 was lost");
     Ok(())
@@ -290,15 +297,7 @@ async fn a_catch_up_across_a_store_that_lost_its_data_is_refused(
     let a = room(&world, "a");
     let got = append(&before, &a, 1).await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let after = match (&world.client, world.topology) {
-        (Some(client), Topology::Redis | Topology::Cluster) => {
-            let keys = Keys::new(&world.prefix);
-            let _: i64 = client.del(keys.recovery_stream(&a.room)).await?;
-            let _: i64 = client.del(keys.recovery_since(room_shard(&a.room))).await?;
-            before
-        }
-        _ => log(&world, 60_000, 10),
-    };
+    let after = lose_data(&world, before, &a).await?;
     append(&after, &a, 2).await?;
     // Whether 1 was followed by entries that were lost with the data cannot be told.
     assert_eq!(

@@ -253,7 +253,7 @@ impl RedisState {
             |d| d,
             |d| vec![self.keys.presence(d)],
             vec![node.to_owned(), max_epoch.to_owned()],
-            |d| Some(d.clone()),
+            |_| None,
         )
         .await?;
         Ok(())
